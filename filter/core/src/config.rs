@@ -1,0 +1,199 @@
+//! Plugin configuration: the raw JSON form (what Envoy's
+//! `google.protobuf.Struct` configuration delivers) and its compiled form.
+//!
+//! Unknown fields are errors and nothing is dropped silently: a typo in
+//! envoy.yaml makes `on_configure` fail, so Envoy rejects the configuration.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::json::ScanLimits;
+use crate::mcp::ParseOptions;
+
+/// Default cap on a request body: 1 MiB (Envoy's default buffer limit).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+/// Raw configuration as written in envoy.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    filter_state: RawFilterState,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    mcp: RawMcp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFilterState {
+    tls_group: String,
+    tls_cipher: String,
+}
+
+impl Default for RawFilterState {
+    fn default() -> Self {
+        Self {
+            tls_group: "pqguard.tls_group".into(),
+            tls_cipher: "pqguard.tls_cipher".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_body_bytes: u64,
+    max_json_depth: usize,
+    max_batch_len: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_json_depth: ScanLimits::default().max_depth,
+            max_batch_len: ParseOptions::default().max_batch_len,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMcp {
+    allow_batches: bool,
+}
+
+impl Default for RawMcp {
+    fn default() -> Self {
+        Self {
+            allow_batches: true,
+        }
+    }
+}
+
+/// Validated configuration, ready for per-request use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Filter-state key holding the negotiated TLS group
+    /// (stamped by `envoy.filters.http.set_filter_state`). Default `pqguard.tls_group`.
+    pub tls_group_key: String,
+    /// Filter-state key holding the negotiated cipher. Default `pqguard.tls_cipher`.
+    pub tls_cipher_key: String,
+    /// Largest accepted request body in bytes; larger bodies get 413. Default 1 MiB.
+    pub max_body_bytes: u64,
+    /// Options for parsing MCP bodies (depth limit, batches).
+    pub parse: ParseOptions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The raw defaults always compile.
+        compile(RawConfig::default()).unwrap_or(Self {
+            tls_group_key: String::new(),
+            tls_cipher_key: String::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            parse: ParseOptions::default(),
+        })
+    }
+}
+
+/// A configuration that cannot be used, with a precise reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid pqguard configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses and validates the plugin configuration bytes. Empty input
+    /// means all defaults.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return compile(RawConfig::default());
+        }
+        let raw: RawConfig =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError(e.to_string()))?;
+        compile(raw)
+    }
+}
+
+fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+    let err = |m: &str| Err(ConfigError(m.to_owned()));
+    if raw.filter_state.tls_group.is_empty() || raw.filter_state.tls_cipher.is_empty() {
+        return err("filter_state keys must not be empty");
+    }
+    if raw.limits.max_body_bytes == 0 {
+        return err("limits.max_body_bytes must be positive");
+    }
+    if !(2..=512).contains(&raw.limits.max_json_depth) {
+        return err("limits.max_json_depth must be between 2 and 512");
+    }
+    if raw.limits.max_batch_len == 0 {
+        return err("limits.max_batch_len must be positive");
+    }
+    Ok(Config {
+        tls_group_key: raw.filter_state.tls_group,
+        tls_cipher_key: raw.filter_state.tls_cipher,
+        max_body_bytes: raw.limits.max_body_bytes,
+        parse: ParseOptions {
+            scan: ScanLimits {
+                max_depth: raw.limits.max_json_depth,
+            },
+            allow_batches: raw.mcp.allow_batches,
+            max_batch_len: raw.limits.max_batch_len,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn empty_configuration_means_defaults() {
+        let c = Config::from_json(b"").unwrap();
+        assert_eq!(c, Config::from_json(b"{}").unwrap());
+        assert_eq!(c.tls_group_key, "pqguard.tls_group");
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn reads_every_field() {
+        let c = Config::from_json(
+            br#"{"filter_state":{"tls_group":"g","tls_cipher":"c"},
+                 "limits":{"max_body_bytes":10,"max_json_depth":8,"max_batch_len":2},
+                 "mcp":{"allow_batches":false}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.tls_group_key.as_str(), c.tls_cipher_key.as_str()),
+            ("g", "c")
+        );
+        assert_eq!(c.max_body_bytes, 10);
+        assert_eq!(c.parse.scan.max_depth, 8);
+        assert_eq!(c.parse.max_batch_len, 2);
+        assert!(!c.parse.allow_batches);
+    }
+
+    #[test]
+    fn refuses_unknown_fields_and_bad_values_with_a_precise_message() {
+        let e = Config::from_json(br#"{"limits":{"max_body_byte":10}}"#).unwrap_err();
+        assert!(e.to_string().contains("max_body_byte"), "{e}");
+        assert!(Config::from_json(br#"{"colour":"blue"}"#).is_err());
+        assert!(Config::from_json(br#"{"limits":{"max_body_bytes":0}}"#).is_err());
+        assert!(Config::from_json(br#"{"limits":{"max_json_depth":1}}"#).is_err());
+        assert!(Config::from_json(br#"{"limits":{"max_body_bytes":"big"}}"#).is_err());
+        assert!(Config::from_json(b"[").is_err());
+    }
+}

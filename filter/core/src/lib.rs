@@ -1,0 +1,35 @@
+//! # pqguard-core
+//!
+//! The pure core of pqguard, a post-quantum security filter for MCP traffic.
+//! It has no proxy-wasm dependency: the host shim (`filter/plugin`) copies
+//! request facts in and carries decisions out, so everything here runs the
+//! same natively, as wasm in a JavaScript engine and inside Envoy.
+//!
+//! Where each concern lives:
+//! - [`json`]: strict single-pass JSON scanner (duplicate keys, depth, UTF-8).
+//! - [`mcp`]: MCP / JSON-RPC message inspection across protocol versions.
+//! - [`mirror`]: 2026-07-28 header mirrors (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`) against the body.
+//! - [`request`]: request head checks and body inspection entry points.
+//! - [`crypto`]: crypto facts of a connection and their strength classes.
+//! - [`config`]: plugin configuration, parsed and compiled.
+//! - [`reject`]: typed refusals; [`wire`]: the one mapping to HTTP + JSON-RPC.
+//! - [`record`]: the structured per-request log record.
+//! - [`sse`]: incremental event-stream parsing of responses.
+//! - [`tools`]: `tools/list` answers: tool digests and rewriting.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod crypto;
+pub mod json;
+pub mod mcp;
+pub mod mirror;
+pub mod record;
+pub mod reject;
+pub mod request;
+pub mod sse;
+pub mod tools;
+pub mod wire;
+
+/// pqguard's version, as built.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,107 @@
+//! Why a request is refused: one typed value that the wire mapping in
+//! [`crate::wire`] turns into an HTTP status and a JSON-RPC error, and whose
+//! detail goes to the log only.
+
+use std::fmt;
+
+use crate::json::JsonError;
+use crate::mcp::McpError;
+
+/// The class of a refusal. Each class has one HTTP status and one JSON-RPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The body is larger than the configured cap (413).
+    BodyTooLarge,
+    /// `Content-Type` is not JSON, or names a charset other than UTF-8 (415).
+    UnsupportedMediaType,
+    /// A `Content-Encoding` other than identity: a compressed body would be
+    /// a blind spot (415).
+    UnsupportedContentEncoding,
+    /// The body is not JSON (400, -32700).
+    ParseError,
+    /// JSON, but not an acceptable JSON-RPC message: duplicate keys, too deep,
+    /// bad envelope, forbidden batch (400, -32600).
+    InvalidRequest,
+    /// The method's params lack what it requires (400, -32602).
+    InvalidParams,
+    /// The `MCP-Protocol-Version` header names a version pqguard does not know (400).
+    UnsupportedProtocolVersion,
+    /// The host failed to hand over something the decision needs (the body,
+    /// a property): refuse rather than forward uninspected (500, -32603).
+    HostError,
+}
+
+impl Reason {
+    /// Stable snake_case name for logs, metrics and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BodyTooLarge => "body_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedContentEncoding => "unsupported_content_encoding",
+            Self::ParseError => "parse_error",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidParams => "invalid_params",
+            Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
+            Self::HostError => "host_error",
+        }
+    }
+}
+
+/// A refused request: the class, the JSON-RPC id to echo when known, and a
+/// precise detail for the log (never sent to the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The class of refusal.
+    pub reason: Reason,
+    /// Raw JSON text of the request id (`"abc"` with quotes, or `7`).
+    pub id: Option<String>,
+    /// What exactly was wrong, for operators.
+    pub detail: String,
+}
+
+impl Rejection {
+    /// A refusal with no known id.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            id: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason.as_str(), self.detail)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl From<McpError> for Rejection {
+    fn from(e: McpError) -> Self {
+        let reason = match &e {
+            McpError::Json(j) if j.is_syntax_error() => Reason::ParseError,
+            McpError::Json(_) => Reason::InvalidRequest,
+            McpError::InvalidRequest { .. } | McpError::BatchNotAllowed | McpError::EmptyBatch => {
+                Reason::InvalidRequest
+            }
+            McpError::InvalidParams { .. } => Reason::InvalidParams,
+            // McpError is non_exhaustive within the crate too: refuse anything new.
+            #[allow(unreachable_patterns)]
+            _ => Reason::InvalidRequest,
+        };
+        Self {
+            reason,
+            id: e.id().map(str::to_owned),
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl From<JsonError> for Rejection {
+    fn from(e: JsonError) -> Self {
+        McpError::Json(e).into()
+    }
+}

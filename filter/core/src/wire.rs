@@ -1,0 +1,102 @@
+//! The one place where a refusal becomes bytes on the wire: HTTP status,
+//! headers and a JSON-RPC 2.0 error body that echoes the request id.
+
+use crate::reject::{Reason, Rejection};
+
+/// JSON-RPC 2.0: invalid JSON.
+pub const PARSE_ERROR: i32 = -32700;
+/// JSON-RPC 2.0: not a valid request object.
+pub const INVALID_REQUEST: i32 = -32600;
+/// JSON-RPC 2.0: invalid method parameters.
+pub const INVALID_PARAMS: i32 = -32602;
+/// JSON-RPC 2.0: internal error.
+pub const INTERNAL_ERROR: i32 = -32603;
+
+/// A reply the filter sends itself instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers (besides `:status`).
+    pub headers: Vec<(&'static str, String)>,
+    /// Response body (a JSON-RPC error object).
+    pub body: String,
+}
+
+/// HTTP status, JSON-RPC code and client-facing message for a refusal class.
+/// The message is generic on purpose: the detail goes to the log only.
+pub fn classify(reason: Reason) -> (u16, i32, &'static str) {
+    match reason {
+        Reason::BodyTooLarge => (413, INVALID_REQUEST, "Request body too large"),
+        Reason::UnsupportedMediaType => (415, INVALID_REQUEST, "Unsupported media type"),
+        Reason::UnsupportedContentEncoding => {
+            (415, INVALID_REQUEST, "Unsupported content encoding")
+        }
+        Reason::ParseError => (400, PARSE_ERROR, "Parse error"),
+        Reason::InvalidRequest => (400, INVALID_REQUEST, "Invalid request"),
+        Reason::InvalidParams => (400, INVALID_PARAMS, "Invalid params"),
+        Reason::UnsupportedProtocolVersion => {
+            (400, INVALID_REQUEST, "Unsupported protocol version")
+        }
+        Reason::HostError => (500, INTERNAL_ERROR, "Internal error"),
+    }
+}
+
+/// Builds the local reply for a refusal.
+pub fn local_reply(rejection: &Rejection) -> LocalReply {
+    let (status, code, message) = classify(rejection.reason);
+    // `id` is raw JSON text that the strict scanner validated (a string with
+    // quotes, or an integer), so it can be embedded as is.
+    let id = rejection.id.as_deref().unwrap_or("null");
+    let body =
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":"{message}"}}}}"#);
+    LocalReply {
+        status,
+        headers: vec![
+            ("content-type", "application/json".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+        ],
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn parse_errors_are_400_with_null_id() {
+        let r = local_reply(&Rejection::new(Reason::ParseError, "unexpected end"));
+        assert_eq!(r.status, 400);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert!(v["id"].is_null());
+        assert_eq!(v["error"]["code"], -32700);
+        assert!(!r.body.contains("unexpected end"), "detail must not leak");
+    }
+
+    #[test]
+    fn echoes_string_and_integer_ids() {
+        let mut rej = Rejection::new(Reason::InvalidParams, "x");
+        rej.id = Some("\"a\\\"b\"".into());
+        let v: serde_json::Value = serde_json::from_str(&local_reply(&rej).body).unwrap();
+        assert_eq!(v["id"], "a\"b");
+        assert_eq!(v["error"]["code"], -32602);
+        rej.id = Some("42".into());
+        let v: serde_json::Value = serde_json::from_str(&local_reply(&rej).body).unwrap();
+        assert_eq!(v["id"], 42);
+    }
+
+    #[test]
+    fn statuses_match_the_refusal_class() {
+        assert_eq!(classify(Reason::BodyTooLarge).0, 413);
+        assert_eq!(classify(Reason::UnsupportedMediaType).0, 415);
+        assert_eq!(classify(Reason::UnsupportedContentEncoding).0, 415);
+        assert_eq!(
+            classify(Reason::InvalidRequest),
+            (400, -32600, "Invalid request")
+        );
+    }
+}
