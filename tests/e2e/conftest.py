@@ -1,0 +1,65 @@
+"""One topology for the whole session: MCP server, server-side Envoy, edge Envoy with pqguard, client Envoy.
+
+Environment:
+  PQGUARD_WASM            the module to load (default: dist/pqguard.wasm)
+  PQGUARD_E2E_NO_FILTER=1 run the edge without pqguard: the traffic tests run,
+                          the tests about what pqguard sees are skipped
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from harness import Topology, baseline_requested, wasm_path
+
+NO_FILTER = baseline_requested()
+_TOPOLOGY = pytest.StashKey["Topology"]()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if NO_FILTER:
+        return "pqguard e2e: baseline, edge WITHOUT the pqguard filter"
+    return f"pqguard e2e: module {wasm_path()}"
+
+
+@pytest.fixture(scope="session")
+def topology(request: pytest.FixtureRequest) -> Iterator[Topology]:
+    if not NO_FILTER and not wasm_path().is_file():
+        pytest.fail(
+            f"pqguard module not found at {wasm_path()}: build dist/pqguard.wasm (or set PQGUARD_WASM), "
+            "or set PQGUARD_E2E_NO_FILTER=1 to run only the tests that do not need the filter",
+            pytrace=False,
+        )
+    topo = Topology(with_filter=not NO_FILTER)
+    request.config.stash[_TOPOLOGY] = topo
+    with topo:
+        yield topo
+
+
+@pytest.fixture
+def pqguard(topology: Topology) -> Topology:
+    """The topology, for tests about what the filter sees (skipped in a baseline run)."""
+    if not topology.with_filter:
+        pytest.skip("baseline run: the edge has no pqguard filter")
+    return topology
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        topo = item.config.stash.get(_TOPOLOGY, None)
+        if topo is not None and topo.processes:
+            report.sections.append(("process logs (tails)", topo.dump_logs(lines=60)))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001
+    topo = config.stash.get(_TOPOLOGY, None)
+    if topo is None or topo.edge is None or topo.edge.ready_seconds is None:
+        return
+    what = "with pqguard" if topo.with_filter else "without pqguard (baseline)"
+    terminalreporter.write_sep("-", "pqguard e2e topology")
+    terminalreporter.write_line(f"edge Envoy {what}: ready {topo.edge.ready_seconds:.3f} s after process start")
+    terminalreporter.write_line(f"run directory (configs, certificates, logs): {topo.run_dir}")

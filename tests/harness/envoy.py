@@ -1,0 +1,163 @@
+"""Envoy configuration templates, Envoy processes and the admin API."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .paths import ENVOY_CONFIG_DIR, envoy_binary
+from .processes import ManagedProcess
+
+FILTER_PLACEHOLDER = "${PQGUARD_FILTER}"
+
+# Admin requests go straight to loopback, never through a proxy from the environment.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def render_template(name: str, values: Mapping[str, Any]) -> str:
+    """Fill in ``envoy/<name>`` (Python ``string.Template``; every variable must be given)."""
+    text = (ENVOY_CONFIG_DIR / name).read_text()
+    return string.Template(text).substitute({k: str(v) for k, v in values.items()})
+
+
+def _strip_leading_comments(text: str) -> str:
+    lines = text.splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("#")):
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def render_pqguard_filter(wasm: Path | str, plugin_config: Mapping[str, Any] | None = None) -> str:
+    """The http_filters entry that loads pqguard (``envoy/pqguard-filter.yaml``), at column 0."""
+    text = render_template(
+        "pqguard-filter.yaml",
+        {"PQGUARD_WASM": str(wasm), "PQGUARD_CONFIG": json.dumps(dict(plugin_config or {}), sort_keys=True)},
+    )
+    return _strip_leading_comments(text)
+
+
+def render_edge(values: Mapping[str, Any], pqguard_filter: str | None) -> str:
+    """Fill in ``envoy/edge.yaml``; ``pqguard_filter=None`` renders the baseline without the filter.
+
+    The filter block is indented to the column of the ``${PQGUARD_FILTER}`` placeholder.
+    """
+    template = (ENVOY_CONFIG_DIR / "edge.yaml").read_text()
+    lines = template.splitlines()
+    out = []
+    for line in lines:
+        if line.strip() == FILTER_PLACEHOLDER:
+            if pqguard_filter:
+                indent = line[: len(line) - len(line.lstrip())]
+                out.extend(indent + block_line if block_line else "" for block_line in pqguard_filter.splitlines())
+            else:
+                out.append(indent_comment(line, "(pqguard not loaded: baseline without the filter)"))
+        else:
+            out.append(line)
+    text = "\n".join(out) + "\n"
+    return string.Template(text).substitute({k: str(v) for k, v in values.items()})
+
+
+def indent_comment(line: str, comment: str) -> str:
+    indent = line[: len(line) - len(line.lstrip())]
+    return f"{indent}# {comment}"
+
+
+def listener_stat_prefix(port: int, host: str = "127.0.0.1") -> str:
+    """Stats prefix of a listener that has no stat_prefix of its own: ``listener.<addr>_<port>.``."""
+    return f"listener.{host}_{port}."
+
+
+def admin_get(admin_port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
+    url = f"http://127.0.0.1:{admin_port}{path}"
+    try:
+        with _opener.open(url, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode("utf-8", "replace")
+
+
+def stats(admin_port: int, filter: str | None = None) -> dict[str, int]:
+    """Counters and gauges from ``/stats`` (``filter`` is Envoy's regular expression) as ``{name: value}``.
+
+    Histograms and text readouts are left out.
+    """
+    path = "/stats"
+    if filter:
+        path += "?filter=" + urllib.request.quote(filter, safe="")
+    status, body = admin_get(admin_port, path)
+    if status != 200:
+        raise RuntimeError(f"GET {path} on admin port {admin_port}: HTTP {status}: {body[:200]}")
+    result: dict[str, int] = {}
+    for line in body.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep and re.fullmatch(r"-?\d+", value.strip()):
+            result[name.strip()] = int(value)
+    return result
+
+
+def stat(admin_port: int, name: str) -> int:
+    """One counter or gauge; 0 if Envoy has not created it (yet)."""
+    return stats(admin_port, "^" + re.escape(name) + "$").get(name, 0)
+
+
+class EnvoyProcess(ManagedProcess):
+    """An Envoy started from a rendered configuration file."""
+
+    def __init__(
+        self,
+        name: str,
+        config_text: str,
+        run_dir: Path,
+        admin_port: int,
+        base_id: int,
+        concurrency: int | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.config_path = run_dir / f"{name}.yaml"
+        self.config_path.write_text(config_text)
+        argv = [
+            str(envoy_binary()),
+            "-c", str(self.config_path),
+            "--base-id", str(base_id),
+            "--log-level", "info",
+            "--component-log-level", "wasm:info",
+        ]
+        if concurrency:
+            argv += ["--concurrency", str(concurrency)]
+        argv += extra_args or []
+        super().__init__(name, argv, run_dir / f"{name}.log")
+        self.admin_port = admin_port
+        self.ready_seconds: float | None = None
+
+    def is_ready(self) -> bool:
+        try:
+            status, body = admin_get(self.admin_port, "/ready", timeout=1.0)
+        except (OSError, urllib.error.URLError):
+            return False
+        return status == 200 and body.strip() == "LIVE"
+
+    def wait_ready(self, timeout: float = 30.0, interval: float = 0.01) -> float:
+        """Poll ``GET /ready`` until Envoy answers LIVE; return seconds since the process started."""
+        assert self.started_at is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_running()
+            if self.is_ready():
+                self.ready_seconds = time.monotonic() - self.started_at
+                return self.ready_seconds
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s; log {self.log_path}:\n{self.log_tail()}")
+            time.sleep(interval)
+
+    def stats(self, filter: str | None = None) -> dict[str, int]:
+        return stats(self.admin_port, filter)
+
+    def stat(self, name: str) -> int:
+        return stat(self.admin_port, name)

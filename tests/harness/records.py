@@ -1,0 +1,126 @@
+"""The records pqguard writes to Envoy's log.
+
+pqguard logs one line per request and one at VM start, each a marker followed
+by a JSON object on the same line; Envoy puts its own prefix before it::
+
+    [2026-...][1234][info][wasm] [source/extensions/common/wasm/context.cc:1192] wasm log pqguard pqguard: pqguard.request {"method": "tools/call", ...}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .processes import wait_until
+
+REQUEST_MARKER = "pqguard.request "
+START_MARKER = "pqguard.start "
+
+Record = dict[str, Any]
+
+
+class LogRecordError(ValueError):
+    """A log line carries the marker but no valid JSON object after it."""
+
+
+def log_mark(log_path: Path) -> int:
+    """Current size of the log: pass it as ``since`` to see only what is logged afterwards."""
+    try:
+        return log_path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _complete_lines(log_path: Path, since: int) -> list[str]:
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(since)
+            data = log.read()
+    except FileNotFoundError:
+        return []
+    # A line still being written has no newline yet: leave it for the next read.
+    end = data.rfind(b"\n")
+    if end < 0:
+        return []
+    return data[: end + 1].decode("utf-8", "replace").splitlines()
+
+
+def parse_marked_lines(lines: list[str], marker: str) -> list[Record]:
+    decoder = json.JSONDecoder()
+    records = []
+    for line in lines:
+        position = line.find(marker)
+        if position < 0:
+            continue
+        payload = line[position + len(marker):].lstrip()
+        try:
+            record, _ = decoder.raw_decode(payload)
+        except ValueError as err:
+            raise LogRecordError(f"no JSON after {marker.strip()!r} ({err}): {line}") from None
+        if not isinstance(record, dict):
+            raise LogRecordError(f"{marker.strip()!r} is followed by a JSON {type(record).__name__}, not an object: {line}")
+        records.append(record)
+    return records
+
+
+def pqguard_log_records(log_path: Path, since: int = 0) -> list[Record]:
+    """All ``pqguard.request`` records of the edge log, optionally only those after ``since`` (a byte offset)."""
+    return parse_marked_lines(_complete_lines(log_path, since), REQUEST_MARKER)
+
+
+def pqguard_start_records(log_path: Path, since: int = 0) -> list[Record]:
+    """All ``pqguard.start`` records (one per VM start)."""
+    return parse_marked_lines(_complete_lines(log_path, since), START_MARKER)
+
+
+def rpc_id_is(record: Record, expected: Any) -> bool:
+    """Whether the record's ``id`` is the JSON-RPC id ``expected``.
+
+    Accepts the id as a JSON value (``"pq-1"``, ``7``) or as its JSON text
+    (``'"pq-1"'``, ``"7"``).
+    """
+    value = record.get("id")
+    return value == expected or value == json.dumps(expected)
+
+
+def _describe(records: list[Record], limit: int = 20) -> str:
+    shown = records[-limit:]
+    lines = [json.dumps(r, sort_keys=True) for r in shown]
+    return f"{len(records)} pqguard.request record(s) seen" + (":\n  " + "\n  ".join(lines) if lines else "")
+
+
+def wait_for_record(
+    log_path: Path,
+    predicate: Callable[[Record], bool],
+    *,
+    since: int = 0,
+    timeout: float = 10.0,
+    what: str = "a matching pqguard.request record",
+) -> Record:
+    """Wait until a record logged after ``since`` satisfies ``predicate``; return the first one that does."""
+
+    def probe() -> Record | None:
+        return next((r for r in pqguard_log_records(log_path, since) if predicate(r)), None)
+
+    return wait_until(probe, timeout=timeout, what=what,
+                      on_timeout=lambda: _describe(pqguard_log_records(log_path, since)))
+
+
+def wait_for_records(
+    log_path: Path,
+    condition: Callable[[list[Record]], bool],
+    *,
+    since: int = 0,
+    timeout: float = 10.0,
+    what: str = "pqguard.request records",
+) -> list[Record]:
+    """Wait until the list of records logged after ``since`` satisfies ``condition``; return that list."""
+
+    def probe() -> list[Record] | None:
+        records = pqguard_log_records(log_path, since)
+        return records if condition(records) else None
+
+    return wait_until(probe, timeout=timeout, what=what,
+                      on_timeout=lambda: _describe(pqguard_log_records(log_path, since)))

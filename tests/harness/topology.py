@@ -1,0 +1,257 @@
+"""The end-to-end topology: MCP server, server-side Envoy, edge Envoy, client Envoy.
+
+::
+
+  MCP SDK / httpx ─http─> client Envoy ──TLS──> edge Envoy ──TLS 1.3──> server-side Envoy ─http─> MCP server
+                          pq_client      X25519MLKEM768   (pqguard)    X25519MLKEM768 only          /mcp
+                          pq_h2_client   X25519MLKEM768, HTTP/2
+                          classical_client  X25519
+  Python (OpenSSL 3.0) ──────TLS, X25519─────> edge Envoy
+
+Every process logs to its own file in the run directory; ``stop()`` ends them
+all (process groups) whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .certs import TestPki, make_test_pki
+from .envoy import EnvoyProcess, listener_stat_prefix, render_edge, render_pqguard_filter, render_template
+from .paths import MCP_SERVER_SCRIPT, WORK_ROOT, wasm_path
+from .ports import free_ports
+from .processes import ManagedProcess, tail, wait_until
+from .records import Record, log_mark, pqguard_log_records, pqguard_start_records
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+KEEP_RUNS = 10  # run directories kept under .work/ (configs, certificates, logs of recent runs)
+
+
+def _prune_old_runs(root: Path, keep: int) -> None:
+    runs = sorted(root.glob("e2e-*"), key=lambda p: p.stat().st_mtime)
+    for old in runs[: max(0, len(runs) - keep + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Ports:
+    mcp: int
+    server_envoy: int
+    server_admin: int
+    edge: int
+    edge_admin: int
+    client_admin: int
+    pq_client: int
+    pq_h2_client: int
+    classical_client: int
+
+    @classmethod
+    def allocate(cls) -> Ports:
+        return cls(*free_ports(9))
+
+
+class Topology:
+    """Start with ``with Topology() as topo:`` (or ``start()`` / ``stop()``)."""
+
+    def __init__(
+        self,
+        *,
+        with_filter: bool = True,
+        wasm: Path | None = None,
+        plugin_config: Mapping[str, Any] | None = None,
+        run_dir: Path | None = None,
+        concurrency: int | None = 2,
+        with_client: bool = True,
+    ) -> None:
+        self.with_filter = with_filter
+        self.wasm = (wasm or wasm_path()) if with_filter else None
+        self.plugin_config = dict(plugin_config or {})
+        self.concurrency = concurrency
+        self.with_client = with_client
+        if run_dir is None:
+            WORK_ROOT.mkdir(parents=True, exist_ok=True)
+            _prune_old_runs(WORK_ROOT, keep=KEEP_RUNS)
+            run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("e2e-%Y%m%d-%H%M%S-"), dir=WORK_ROOT))
+        self.run_dir = run_dir
+        self.ports = Ports.allocate()
+        self.pki: TestPki | None = None
+        self.mcp_server: ManagedProcess | None = None
+        self.server_envoy: EnvoyProcess | None = None
+        self.edge: EnvoyProcess | None = None
+        self.client: EnvoyProcess | None = None
+        self._processes: list[ManagedProcess] = []
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Topology:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.with_filter and not (self.wasm and self.wasm.is_file()):
+            raise FileNotFoundError(f"pqguard module not found at {self.wasm} (build it, or set PQGUARD_WASM)")
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        p = self.ports
+        self.pki = make_test_pki(self.run_dir / "pki")
+        # Distinct base ids let several Envoys (and several test runs) share the machine.
+        base_id = p.edge_admin
+
+        self.mcp_server = ManagedProcess(
+            "mcp-server",
+            [sys.executable, "-u", str(MCP_SERVER_SCRIPT), "--port", str(p.mcp)],
+            self.run_dir / "mcp-server.log",
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._launch(self.mcp_server)
+
+        self.server_envoy = EnvoyProcess(
+            "server-envoy",
+            render_template("server.yaml", {
+                "ADMIN_PORT": p.server_admin, "LISTEN_PORT": p.server_envoy, "MCP_PORT": p.mcp,
+                "CERT_CHAIN": self.pki.server_cert, "PRIVATE_KEY": self.pki.server_key,
+            }),
+            self.run_dir, p.server_admin, base_id + 1, self.concurrency,
+        )
+        self._launch(self.server_envoy)
+
+        pqguard = render_pqguard_filter(self.wasm, self.plugin_config) if self.with_filter else None
+        self.edge = EnvoyProcess(
+            "edge-envoy",
+            render_edge({
+                "ADMIN_PORT": p.edge_admin, "LISTEN_PORT": p.edge,
+                "CERT_CHAIN": self.pki.edge_cert, "PRIVATE_KEY": self.pki.edge_key,
+                "UPSTREAM_PORT": p.server_envoy, "UPSTREAM_SNI": self.pki.server_name, "CA_CERT": self.pki.ca_cert,
+            }, pqguard),
+            self.run_dir, p.edge_admin, base_id + 2, self.concurrency,
+        )
+        self._launch(self.edge)
+
+        if self.with_client:
+            self.client = EnvoyProcess(
+                "client-envoy",
+                render_template("client.yaml", {
+                    "ADMIN_PORT": p.client_admin, "PQ_PORT": p.pq_client, "PQ_H2_PORT": p.pq_h2_client,
+                    "CLASSICAL_PORT": p.classical_client, "EDGE_PORT": p.edge, "EDGE_SNI": self.pki.edge_name,
+                    "CA_CERT": self.pki.ca_cert,
+                }),
+                self.run_dir, p.client_admin, base_id + 3, self.concurrency,
+            )
+            self._launch(self.client)
+
+        # Everything listens; the MCP server must answer too (it started first, but Python is slow).
+        wait_until(self._mcp_server_answers, timeout=30, what="the MCP server",
+                   on_timeout=lambda: self.mcp_server.log_tail() if self.mcp_server else "")
+        (self.run_dir / "ready.json").write_text(json.dumps(self.ready_seconds(), indent=2) + "\n")
+
+    def ready_seconds(self) -> dict[str, float | None]:
+        """Seconds from process start to ``GET /ready`` = LIVE, for each Envoy."""
+        return {p.name: p.ready_seconds for p in self._processes if isinstance(p, EnvoyProcess)}
+
+    def _launch(self, process: ManagedProcess) -> None:
+        self._processes.append(process)
+        process.start()
+        if isinstance(process, EnvoyProcess):
+            process.wait_ready()
+
+    def _mcp_server_answers(self) -> bool:
+        assert self.mcp_server is not None
+        self.mcp_server.check_running()
+        try:
+            self.mcp_received()
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            try:
+                process.stop()
+            except Exception as err:  # keep stopping the others
+                print(f"warning: stopping {process.name}: {err}", file=sys.stderr)
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def pq_url(self) -> str:
+        """MCP endpoint through the client Envoy, X25519MLKEM768 to the edge, HTTP/1.1."""
+        return f"http://127.0.0.1:{self.ports.pq_client}/mcp"
+
+    @property
+    def pq_h2_url(self) -> str:
+        """MCP endpoint through the client Envoy, X25519MLKEM768 to the edge, HTTP/2."""
+        return f"http://127.0.0.1:{self.ports.pq_h2_client}/mcp"
+
+    @property
+    def classical_url(self) -> str:
+        """MCP endpoint through the client Envoy, X25519 to the edge."""
+        return f"http://127.0.0.1:{self.ports.classical_client}/mcp"
+
+    @property
+    def edge_url(self) -> str:
+        """The edge itself (TLS; verify with ``pki.ca_cert``, whose edge certificate covers 127.0.0.1)."""
+        return f"https://127.0.0.1:{self.ports.edge}/mcp"
+
+    @property
+    def server_envoy_listener_prefix(self) -> str:
+        return listener_stat_prefix(self.ports.server_envoy)
+
+    @property
+    def edge_listener_prefix(self) -> str:
+        return listener_stat_prefix(self.ports.edge)
+
+    # -- observations ------------------------------------------------------------------------
+
+    @property
+    def edge_log(self) -> Path:
+        assert self.edge is not None
+        return self.edge.log_path
+
+    def edge_log_mark(self) -> int:
+        return log_mark(self.edge_log)
+
+    def pqguard_records(self, since: int = 0) -> list[Record]:
+        return pqguard_log_records(self.edge_log, since)
+
+    def pqguard_start_records(self) -> list[Record]:
+        return pqguard_start_records(self.edge_log)
+
+    def mcp_received(self) -> list[dict[str, Any]]:
+        """What the MCP server received on /mcp, in order (asked directly, not through Envoy)."""
+        url = f"http://127.0.0.1:{self.ports.mcp}/debug/received"
+        with _opener.open(url, timeout=2) as response:
+            return json.loads(response.read())
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        """The processes started so far, in start order."""
+        return list(self._processes)
+
+    def logs(self) -> dict[str, Path]:
+        return {process.name: process.log_path for process in self._processes}
+
+    def dump_logs(self, lines: int = 80) -> str:
+        """The tail of every process log, for a failure report."""
+        parts = [f"run directory: {self.run_dir}"]
+        for name, path in self.logs().items():
+            parts.append(f"----- {name} ({path}), last {lines} lines -----\n{tail(path, lines)}")
+        return "\n".join(parts)

@@ -1,0 +1,199 @@
+"""Demo MCP server used by the end-to-end tests and the demo.
+
+A real MCP server built with the official MCP Python SDK, speaking Streamable
+HTTP on ``http://127.0.0.1:<port>/mcp``. It exposes three tools with very
+different risk profiles, one prompt and one resource:
+
+* ``echo(text)``: harmless, returns its input;
+* ``read_record(record_id)``: returns a fake record from an in-memory table;
+* ``run_python(code)``: the kind of tool a gateway policy wants to control. It
+  only *pretends*: it returns a sentence describing what it would run and never
+  executes anything.
+
+Every HTTP request that reaches ``/mcp`` is logged to stdout as one line::
+
+    mcp-server.received {"http_method": "POST", "method": "tools/call", "id": 1, ...}
+
+and kept in memory; ``GET /debug/received`` returns that list as JSON, so a
+test can prove that a message never reached the server.
+
+Usage::
+
+    python tests/mcp_server/server.py --port 8000        # or MCP_SERVER_PORT=8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+import uvicorn
+from mcp.server import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MCP_PATH = "/mcp"
+RECEIVED_PATH = "/debug/received"
+
+RECORDS: dict[str, dict[str, str]] = {
+    "r-001": {"owner": "alice", "kind": "invoice", "amount": "120.00 EUR"},
+    "r-002": {"owner": "bob", "kind": "contract", "amount": "n/a"},
+    "r-003": {"owner": "carol", "kind": "payslip", "amount": "3100.00 EUR"},
+}
+
+server = MCPServer("pqguard-demo", version="1.0.0", instructions="Demo server for the pqguard end-to-end tests.")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Return the text unchanged."""
+    return text
+
+
+@server.tool()
+def read_record(record_id: str) -> str:
+    """Return one record of the demo record store."""
+    record = RECORDS.get(record_id)
+    if record is None:
+        return f"no record {record_id!r}"
+    return json.dumps({"id": record_id, **record}, sort_keys=True)
+
+
+@server.tool()
+def run_python(code: str) -> str:
+    """Pretend to run Python code. Nothing is ever executed."""
+    return f"would run {len(code)} characters of Python (not executed): {code[:80]!r}"
+
+
+@server.prompt()
+def summarize(topic: str) -> str:
+    """Ask for a short summary of a topic."""
+    return f"Write a three-sentence summary about {topic}."
+
+
+@server.resource("records://index", mime_type="application/json")
+def records_index() -> str:
+    """The identifiers of all records."""
+    return json.dumps(sorted(RECORDS))
+
+
+class ReceivedLog:
+    """Thread-safe list of the requests that reached the MCP endpoint."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[dict[str, Any]] = []
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            entry["seq"] = len(self._entries) + 1
+            self._entries.append(entry)
+        print("mcp-server.received " + json.dumps(entry, sort_keys=True), flush=True)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._entries)
+
+
+def describe_body(body: bytes) -> dict[str, Any]:
+    """Summarise a request body: JSON-RPC method and id, or why it is not JSON-RPC."""
+    if not body:
+        return {}
+    try:
+        message = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return {"parse_error": True, "body_prefix": body[:64].decode("utf-8", "replace")}
+    if isinstance(message, dict):
+        summary: dict[str, Any] = {"method": message.get("method")}
+        if "id" in message:
+            summary["id"] = message["id"]
+        params = message.get("params")
+        if isinstance(params, dict):
+            for key in ("name", "uri"):
+                if isinstance(params.get(key), str):
+                    summary[key] = params[key]
+        return summary
+    if isinstance(message, list):
+        return {"batch": [m.get("method") if isinstance(m, dict) else None for m in message]}
+    return {"json_type": type(message).__name__}
+
+
+class RecordingMiddleware:
+    """ASGI middleware that logs every request to the MCP endpoint, then passes it on unchanged."""
+
+    def __init__(self, app: ASGIApp, log: ReceivedLog) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == RECEIVED_PATH:
+            await JSONResponse(self.log.snapshot())(scope, receive, send)
+            return
+        if scope["path"] != MCP_PATH:
+            await self.app(scope, receive, send)
+            return
+
+        # Read the whole body, then replay it to the application.
+        buffered: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        entry: dict[str, Any] = {
+            "http_method": scope["method"],
+            "http_version": scope.get("http_version"),
+            "session": headers.get("mcp-session-id"),
+            "body_bytes": len(body),
+        }
+        entry.update(describe_body(body))
+        self.log.add(entry)
+
+        async def replay() -> Message:
+            if buffered:
+                return buffered.pop(0)
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def build_app(host: str) -> ASGIApp:
+    # The server sits behind Envoy: requests arrive with the Host header the
+    # client used (a loopback address and some port). Keep DNS-rebinding
+    # protection on, for loopback names only.
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "mcp-server.local:*", "127.0.0.1", "localhost"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*"],
+    )
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH, transport_security=security, host=host)
+    return RecordingMiddleware(app, ReceivedLog())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default=os.environ.get("MCP_SERVER_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MCP_SERVER_PORT", "8000")))
+    args = parser.parse_args(argv)
+
+    print(f"mcp-server.start {json.dumps({'host': args.host, 'port': args.port, 'path': MCP_PATH})}", flush=True)
+    uvicorn.run(build_app(args.host), host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
