@@ -46,6 +46,7 @@ impl Default for RawFilterState {
 #[serde(deny_unknown_fields, default)]
 struct RawLimits {
     max_body_bytes: u64,
+    max_response_bytes: u64,
     max_json_depth: usize,
     max_batch_len: usize,
 }
@@ -54,6 +55,7 @@ impl Default for RawLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_response_bytes: DEFAULT_MAX_BODY_BYTES,
             max_json_depth: ScanLimits::default().max_depth,
             max_batch_len: ParseOptions::default().max_batch_len,
         }
@@ -64,14 +66,28 @@ impl Default for RawLimits {
 #[serde(deny_unknown_fields, default)]
 struct RawMcp {
     allow_batches: bool,
+    unknown_methods: UnknownMethods,
+    allow_methods: Vec<String>,
 }
 
 impl Default for RawMcp {
     fn default() -> Self {
         Self {
             allow_batches: true,
+            unknown_methods: UnknownMethods::Deny,
+            allow_methods: Vec::new(),
         }
     }
+}
+
+/// What happens to a method the request's protocol version does not define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownMethods {
+    /// Refuse with 404 and JSON-RPC -32601 (the default).
+    Deny,
+    /// Forward (policy still applies).
+    Allow,
 }
 
 /// Validated configuration, ready for per-request use.
@@ -84,8 +100,15 @@ pub struct Config {
     pub tls_cipher_key: String,
     /// Largest accepted request body in bytes; larger bodies get 413. Default 1 MiB.
     pub max_body_bytes: u64,
+    /// Largest response pqguard buffers when it must read one (the answer
+    /// to `tools/list`); a larger answer is refused. Default 1 MiB.
+    pub max_response_bytes: u64,
     /// Options for parsing MCP bodies (depth limit, batches).
     pub parse: ParseOptions,
+    /// What happens to methods the protocol version does not define.
+    pub unknown_methods: UnknownMethods,
+    /// Extra methods accepted in every version (for extensions), compared exactly.
+    pub allow_methods: Vec<String>,
 }
 
 impl Default for Config {
@@ -95,7 +118,10 @@ impl Default for Config {
             tls_group_key: String::new(),
             tls_cipher_key: String::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_response_bytes: DEFAULT_MAX_BODY_BYTES,
             parse: ParseOptions::default(),
+            unknown_methods: UnknownMethods::Deny,
+            allow_methods: Vec::new(),
         })
     }
 }
@@ -123,6 +149,14 @@ impl Config {
             serde_json::from_slice(bytes).map_err(|e| ConfigError(e.to_string()))?;
         compile(raw)
     }
+
+    /// Whether `method` may be forwarded in `version`: defined by the
+    /// protocol, listed in `mcp.allow_methods`, or unknown methods allowed.
+    pub fn method_allowed(&self, version: crate::mcp::ProtocolVersion, method: &str) -> bool {
+        self.unknown_methods == UnknownMethods::Allow
+            || crate::mcp::is_known_method(version, method)
+            || self.allow_methods.iter().any(|m| m == method)
+    }
 }
 
 fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -130,8 +164,8 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.filter_state.tls_group.is_empty() || raw.filter_state.tls_cipher.is_empty() {
         return err("filter_state keys must not be empty");
     }
-    if raw.limits.max_body_bytes == 0 {
-        return err("limits.max_body_bytes must be positive");
+    if raw.limits.max_body_bytes == 0 || raw.limits.max_response_bytes == 0 {
+        return err("limits.max_body_bytes and limits.max_response_bytes must be positive");
     }
     if !(2..=512).contains(&raw.limits.max_json_depth) {
         return err("limits.max_json_depth must be between 2 and 512");
@@ -139,10 +173,14 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.limits.max_batch_len == 0 {
         return err("limits.max_batch_len must be positive");
     }
+    if raw.mcp.allow_methods.iter().any(|m| m.is_empty()) {
+        return err("mcp.allow_methods entries must not be empty");
+    }
     Ok(Config {
         tls_group_key: raw.filter_state.tls_group,
         tls_cipher_key: raw.filter_state.tls_cipher,
         max_body_bytes: raw.limits.max_body_bytes,
+        max_response_bytes: raw.limits.max_response_bytes,
         parse: ParseOptions {
             scan: ScanLimits {
                 max_depth: raw.limits.max_json_depth,
@@ -150,6 +188,8 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             allow_batches: raw.mcp.allow_batches,
             max_batch_len: raw.limits.max_batch_len,
         },
+        unknown_methods: raw.mcp.unknown_methods,
+        allow_methods: raw.mcp.allow_methods,
     })
 }
 
@@ -173,7 +213,7 @@ mod tests {
         let c = Config::from_json(
             br#"{"filter_state":{"tls_group":"g","tls_cipher":"c"},
                  "limits":{"max_body_bytes":10,"max_json_depth":8,"max_batch_len":2},
-                 "mcp":{"allow_batches":false}}"#,
+                 "mcp":{"allow_batches":false,"unknown_methods":"allow","allow_methods":["x/y"]}}"#,
         )
         .unwrap();
         assert_eq!(
@@ -184,6 +224,22 @@ mod tests {
         assert_eq!(c.parse.scan.max_depth, 8);
         assert_eq!(c.parse.max_batch_len, 2);
         assert!(!c.parse.allow_batches);
+        assert_eq!(c.unknown_methods, UnknownMethods::Allow);
+        assert_eq!(c.allow_methods, vec!["x/y".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_methods_are_denied_unless_listed_or_allowed() {
+        use crate::mcp::ProtocolVersion::V2025_11_25;
+        let c = Config::default();
+        assert!(c.method_allowed(V2025_11_25, "tools/call"));
+        assert!(!c.method_allowed(V2025_11_25, "admin/shutdown"));
+        let listed = Config::from_json(br#"{"mcp":{"allow_methods":["admin/shutdown"]}}"#).unwrap();
+        assert!(listed.method_allowed(V2025_11_25, "admin/shutdown"));
+        assert!(!listed.method_allowed(V2025_11_25, "admin/Shutdown"));
+        let open = Config::from_json(br#"{"mcp":{"unknown_methods":"allow"}}"#).unwrap();
+        assert!(open.method_allowed(V2025_11_25, "anything"));
+        assert!(Config::from_json(br#"{"mcp":{"unknown_methods":"maybe"}}"#).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`config`]: plugin configuration, parsed and compiled.
 //! - [`reject`]: typed refusals; [`wire`]: the one mapping to HTTP + JSON-RPC.
 //! - [`record`]: the structured per-request log record.
+//! - [`response`]: responses policy needs (`tools/list` answers, JSON or event stream).
 //! - [`sse`]: incremental event-stream parsing of responses.
 //! - [`tools`]: `tools/list` answers: tool digests and rewriting.
 
@@ -27,6 +28,7 @@ pub mod mirror;
 pub mod record;
 pub mod reject;
 pub mod request;
+pub mod response;
 pub mod sse;
 pub mod tools;
 pub mod wire;

@@ -60,6 +60,72 @@ impl fmt::Display for ProtocolVersion {
     }
 }
 
+/// Methods a client may send to a server in protocol versions 2025-03-26
+/// through 2025-11-25 (requests and notifications).
+const CLIENT_METHODS_2025: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+];
+
+/// Added in 2025-11-25 (tasks).
+const CLIENT_METHODS_2025_11_25: &[&str] = &[
+    "tasks/get",
+    "tasks/result",
+    "tasks/cancel",
+    "tasks/list",
+    "notifications/tasks/status",
+];
+
+/// Methods a client may send in 2026-07-28: no `initialize`, `ping`,
+/// `logging/setLevel` or resource subscriptions; `server/discover` and
+/// `subscriptions/listen` are new.
+const CLIENT_METHODS_2026_07_28: &[&str] = &[
+    "server/discover",
+    "subscriptions/listen",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "tasks/get",
+    "tasks/result",
+    "tasks/cancel",
+    "tasks/list",
+    "notifications/cancelled",
+    "notifications/progress",
+];
+
+/// Whether `method` is defined for clients in `version`.
+pub fn is_known_method(version: ProtocolVersion, method: &str) -> bool {
+    match version {
+        ProtocolVersion::V2026_07_28 => CLIENT_METHODS_2026_07_28.contains(&method),
+        ProtocolVersion::V2025_11_25 => {
+            CLIENT_METHODS_2025.contains(&method) || CLIENT_METHODS_2025_11_25.contains(&method)
+        }
+        ProtocolVersion::V2025_03_26 | ProtocolVersion::V2025_06_18 => {
+            CLIENT_METHODS_2025.contains(&method)
+        }
+    }
+}
+
 /// The `_meta` key that carries the protocol version in 2026-07-28.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
@@ -585,6 +651,20 @@ mod tests {
     fn one_bad_batch_element_rejects_the_batch() {
         let body = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call"}]"#;
         assert!(parse_body(body, ProtocolVersion::V2025_03_26, &ParseOptions::default()).is_err());
+    }
+
+    #[test]
+    fn knows_which_methods_each_version_defines() {
+        use ProtocolVersion::*;
+        assert!(is_known_method(V2025_03_26, "initialize"));
+        assert!(!is_known_method(V2026_07_28, "initialize"));
+        assert!(is_known_method(V2026_07_28, "server/discover"));
+        assert!(!is_known_method(V2025_11_25, "server/discover"));
+        assert!(is_known_method(V2025_11_25, "tasks/get"));
+        assert!(!is_known_method(V2025_06_18, "tasks/get"));
+        assert!(!is_known_method(V2026_07_28, "ping"));
+        assert!(!is_known_method(V2025_11_25, "Tools/List"));
+        assert!(!is_known_method(V2025_11_25, "sampling/createMessage"));
     }
 
     #[test]

@@ -13,14 +13,17 @@ use crate::wire;
 
 /// Marker that starts every request log line.
 pub const REQUEST_MARKER: &str = "pqguard.request";
+/// Marker of the line listing the tools (and their digests) of a `tools/list` answer.
+pub const TOOLS_MARKER: &str = "pqguard.tools";
 /// Marker of the line logged when a VM starts with a configuration.
 pub const START_MARKER: &str = "pqguard.start";
 
 /// What the filter saw of one MCP message.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct MessageSummary {
-    /// `request`, `notification` or `response`.
-    pub kind: &'static str,
+    /// `request`, `notification` or `response` (absent when no body was read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
     /// The JSON-RPC id as a JSON value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<serde_json::Value>,
@@ -48,7 +51,7 @@ impl MessageSummary {
             Target::None => (None, None, None),
         };
         Self {
-            kind: m.kind.as_str(),
+            kind: Some(m.kind.as_str()),
             id: m.id.and_then(json_id),
             method: m.method.as_deref().map(str::to_owned),
             tool,
@@ -145,6 +148,11 @@ impl RequestRecord {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
     }
+}
+
+/// `s` as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
 }
 
 fn json_id(raw: &str) -> Option<serde_json::Value> {

@@ -27,6 +27,16 @@ pub enum Reason {
     InvalidParams,
     /// The `MCP-Protocol-Version` header names a version pqguard does not know (400).
     UnsupportedProtocolVersion,
+    /// A 2026-07-28 mirrored header (`Mcp-Method`, `Mcp-Name`,
+    /// `Mcp-Param-*`, `MCP-Protocol-Version`) is missing, malformed or
+    /// disagrees with the body (400, -32020 `HeaderMismatch`).
+    HeaderMismatch,
+    /// A method the protocol version does not define and the configuration
+    /// does not allow (404, -32601).
+    MethodNotFound,
+    /// An HTTP method the protocol version does not use, e.g. GET in
+    /// 2026-07-28 (405).
+    MethodNotAllowed,
     /// The host failed to hand over something the decision needs (the body,
     /// a property): refuse rather than forward uninspected (500, -32603).
     HostError,
@@ -43,6 +53,9 @@ impl Reason {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidParams => "invalid_params",
             Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
+            Self::HeaderMismatch => "header_mismatch",
+            Self::MethodNotFound => "method_not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::HostError => "host_error",
         }
     }

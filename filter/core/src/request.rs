@@ -2,8 +2,22 @@
 //! body byte is buffered, and the body inspection at end of stream.
 
 use crate::config::Config;
-use crate::mcp::{self, Inspected, ProtocolVersion};
+use crate::mcp::{self, Inspected, MessageKind, ProtocolVersion};
+use crate::mirror::{self, MirrorHeaders};
 use crate::reject::{Reason, Rejection};
+
+/// Headers that must appear at most once: a second copy is a classic way to
+/// make two components read one request two ways.
+const SINGLE_HEADERS: [&str; 8] = [
+    ":method",
+    ":path",
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
+];
 
 /// The parts of the request head pqguard uses, copied out of the host once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,6 +34,8 @@ pub struct RequestHead {
     pub content_length: Option<u64>,
     /// `MCP-Protocol-Version`, if present.
     pub protocol_version: Option<String>,
+    /// `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` (2026-07-28 mirrors).
+    pub mirrors: MirrorHeaders,
 }
 
 /// What to do after the request head.
@@ -34,6 +50,75 @@ pub enum HeadVerdict {
 }
 
 impl RequestHead {
+    /// Builds the head from every request header, as the host lists them
+    /// (lower-case names, pseudo-headers included). Refuses a repeated
+    /// header among those pqguard reads and values that are not UTF-8.
+    pub fn from_headers<'h>(
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    ) -> Result<Self, Rejection> {
+        let mut head = RequestHead::default();
+        let mut seen = [false; SINGLE_HEADERS.len()];
+        for (name, value) in headers {
+            let name_lc;
+            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                name_lc = name.to_ascii_lowercase();
+                name_lc.as_str()
+            } else {
+                name
+            };
+            let param = name.strip_prefix("mcp-param-");
+            let slot = SINGLE_HEADERS.iter().position(|h| *h == name);
+            if slot.is_none() && param.is_none() {
+                continue;
+            }
+            if let Some(i) = slot {
+                if seen.get(i).copied().unwrap_or(false) {
+                    return Err(Rejection::new(
+                        Reason::InvalidRequest,
+                        format!("header {name} appears more than once"),
+                    ));
+                }
+                if let Some(flag) = seen.get_mut(i) {
+                    *flag = true;
+                }
+            }
+            let value = std::str::from_utf8(value)
+                .map_err(|_| {
+                    Rejection::new(
+                        Reason::InvalidRequest,
+                        format!("header {name} is not UTF-8"),
+                    )
+                })?
+                .to_owned();
+            match name {
+                ":method" => head.http_method = value,
+                ":path" => head.path = value,
+                "content-type" => head.content_type = Some(value),
+                "content-encoding" => head.content_encoding = Some(value),
+                "content-length" => {
+                    head.content_length = Some(value.trim().parse().map_err(|_| {
+                        Rejection::new(Reason::InvalidRequest, "content-length is not a number")
+                    })?)
+                }
+                "mcp-protocol-version" => head.protocol_version = Some(value),
+                "mcp-method" => head.mirrors.method = Some(value),
+                "mcp-name" => head.mirrors.name = Some(value),
+                _ => {
+                    if let Some(p) = param {
+                        if head.mirrors.params.iter().any(|(n, _)| n == p) {
+                            return Err(Rejection::new(
+                                Reason::InvalidRequest,
+                                format!("header {name} appears more than once"),
+                            ));
+                        }
+                        head.mirrors.params.push((p.to_owned(), value));
+                    }
+                }
+            }
+        }
+        Ok(head)
+    }
+
     /// The protocol version the request speaks. The header is authoritative;
     /// without it the spec says to assume 2025-03-26.
     pub fn protocol_version(&self) -> Result<ProtocolVersion, Rejection> {
@@ -52,11 +137,23 @@ impl RequestHead {
 /// Checks the head of a request. POST bodies must be JSON in UTF-8, not
 /// compressed, and no larger than the cap (when the length is announced).
 pub fn check_head(config: &Config, head: &RequestHead) -> HeadVerdict {
-    if !head.http_method.eq_ignore_ascii_case("POST") {
-        return HeadVerdict::Forward;
-    }
-    if let Err(r) = head.protocol_version() {
-        return HeadVerdict::Reject(r);
+    let version = match head.protocol_version() {
+        Ok(v) => v,
+        Err(r) => return HeadVerdict::Reject(r),
+    };
+    match head.http_method.as_str() {
+        "POST" => {}
+        // Server streams and session ends exist up to 2025-11-25;
+        // 2026-07-28 has neither.
+        "GET" | "DELETE" if version < ProtocolVersion::V2026_07_28 => return HeadVerdict::Forward,
+        // CORS preflight carries no MCP message.
+        "OPTIONS" => return HeadVerdict::Forward,
+        other => {
+            return HeadVerdict::Reject(Rejection::new(
+                Reason::MethodNotAllowed,
+                format!("HTTP {other} is not an MCP request in {version}"),
+            ))
+        }
     }
     if let Some(enc) = head.content_encoding.as_deref() {
         if !enc.trim().eq_ignore_ascii_case("identity") {
@@ -100,7 +197,39 @@ pub fn inspect_body<'a>(
 ) -> Result<Inspected<'a>, Rejection> {
     check_body_size(config, body.len() as u64)?;
     let version = head.protocol_version()?;
-    Ok(mcp::parse_body(body, version, &config.parse)?)
+    let inspected = mcp::parse_body(body, version, &config.parse)?;
+    for message in &inspected.messages {
+        let id = || message.id.map(str::to_owned);
+        mirror::check(
+            version,
+            head.protocol_version.as_deref(),
+            &head.mirrors,
+            message,
+        )
+        .map_err(|m| Rejection {
+            reason: Reason::HeaderMismatch,
+            id: id(),
+            detail: m.to_string(),
+        })?;
+        match (message.kind, message.method.as_deref()) {
+            (MessageKind::Response, _) if version >= ProtocolVersion::V2026_07_28 => {
+                return Err(Rejection {
+                    reason: Reason::InvalidRequest,
+                    id: id(),
+                    detail: format!("clients send no JSON-RPC responses in {version}"),
+                });
+            }
+            (_, Some(method)) if !config.method_allowed(version, method) => {
+                return Err(Rejection {
+                    reason: Reason::MethodNotFound,
+                    id: id(),
+                    detail: format!("method {method:?} is not defined in {version} and not allowed by configuration"),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(inspected)
 }
 
 fn body_too_large(config: &Config, size: u64) -> Rejection {
@@ -270,5 +399,138 @@ mod tests {
         .unwrap_err();
         assert_eq!(r.reason, Reason::InvalidParams);
         assert_eq!(r.id.as_deref(), Some("\"q\""));
+    }
+
+    #[test]
+    fn builds_the_head_from_host_headers() {
+        let h: Vec<(&str, &[u8])> = vec![
+            (":method", b"POST"),
+            (":path", b"/mcp"),
+            ("Content-Type", b"application/json"),
+            ("content-length", b"42"),
+            ("mcp-protocol-version", b"2026-07-28"),
+            ("mcp-method", b"tools/call"),
+            ("mcp-name", b"echo"),
+            ("mcp-param-region", b"eu"),
+            ("x-other", b"\xff"),
+        ];
+        let head = RequestHead::from_headers(h).unwrap();
+        assert_eq!(head.http_method, "POST");
+        assert_eq!(head.content_type.as_deref(), Some("application/json"));
+        assert_eq!(head.content_length, Some(42));
+        assert_eq!(head.mirrors.method.as_deref(), Some("tools/call"));
+        assert_eq!(
+            head.mirrors.params,
+            vec![("region".to_owned(), "eu".to_owned())]
+        );
+    }
+
+    #[test]
+    fn refuses_repeated_security_relevant_headers() {
+        for name in [
+            "content-type",
+            "mcp-protocol-version",
+            "mcp-method",
+            "mcp-name",
+            "mcp-param-x",
+            "content-length",
+        ] {
+            let h: Vec<(&str, &[u8])> = vec![(":method", b"POST"), (name, b"1"), (name, b"1")];
+            let r = RequestHead::from_headers(h).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidRequest, "{name}");
+        }
+        let non_utf8: Vec<(&str, &[u8])> = vec![("mcp-name", b"\xff")];
+        assert!(RequestHead::from_headers(non_utf8).is_err());
+        let bad_len: Vec<(&str, &[u8])> = vec![("content-length", b"12x")];
+        assert!(RequestHead::from_headers(bad_len).is_err());
+    }
+
+    #[test]
+    fn get_and_delete_exist_only_before_2026_07_28() {
+        let c = Config::default();
+        for m in ["GET", "DELETE"] {
+            let old = RequestHead {
+                http_method: m.into(),
+                protocol_version: Some("2025-11-25".into()),
+                ..post()
+            };
+            assert_eq!(check_head(&c, &old), HeadVerdict::Forward);
+            let none = RequestHead {
+                http_method: m.into(),
+                ..post()
+            };
+            assert_eq!(check_head(&c, &none), HeadVerdict::Forward);
+            let new = RequestHead {
+                http_method: m.into(),
+                protocol_version: Some("2026-07-28".into()),
+                ..post()
+            };
+            assert_eq!(reason(check_head(&c, &new)), Reason::MethodNotAllowed);
+        }
+        let put = RequestHead {
+            http_method: "PUT".into(),
+            ..post()
+        };
+        assert_eq!(reason(check_head(&c, &put)), Reason::MethodNotAllowed);
+    }
+
+    #[test]
+    fn unknown_methods_are_refused_with_the_id() {
+        let c = Config::default();
+        let r = inspect_body(
+            &c,
+            &post(),
+            br#"{"jsonrpc":"2.0","id":5,"method":"admin/exec"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(r.reason, Reason::MethodNotFound);
+        assert_eq!(r.id.as_deref(), Some("5"));
+        // Methods of a later version are unknown in an earlier one.
+        let r = inspect_body(
+            &c,
+            &post(),
+            br#"{"jsonrpc":"2.0","id":5,"method":"server/discover"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(r.reason, Reason::MethodNotFound);
+    }
+
+    #[test]
+    fn a_batch_hiding_a_forbidden_method_is_refused_whole() {
+        let c = Config::default();
+        let body = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"admin/exec"}]"#;
+        assert_eq!(
+            inspect_body(&c, &post(), body).unwrap_err().reason,
+            Reason::MethodNotFound
+        );
+    }
+
+    #[test]
+    fn mirrored_headers_must_match_the_body_in_2026_07_28() {
+        let c = Config::default();
+        let body = br#"{"jsonrpc":"2.0","id":"m","method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        let mut head = RequestHead {
+            protocol_version: Some("2026-07-28".into()),
+            ..post()
+        };
+        head.mirrors.method = Some("tools/call".into());
+        head.mirrors.name = Some("echo".into());
+        inspect_body(&c, &head, body).unwrap();
+        head.mirrors.name = Some("run_python".into());
+        let r = inspect_body(&c, &head, body).unwrap_err();
+        assert_eq!(r.reason, Reason::HeaderMismatch);
+        assert_eq!(r.id.as_deref(), Some("\"m\""));
+    }
+
+    #[test]
+    fn clients_send_no_responses_in_2026_07_28() {
+        let c = Config::default();
+        let head = RequestHead {
+            protocol_version: Some("2026-07-28".into()),
+            ..post()
+        };
+        let r = inspect_body(&c, &head, br#"{"jsonrpc":"2.0","id":1,"result":{}}"#).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidRequest);
+        inspect_body(&c, &post(), br#"{"jsonrpc":"2.0","id":1,"result":{}}"#).unwrap();
     }
 }

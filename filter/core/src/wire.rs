@@ -7,6 +7,10 @@ use crate::reject::{Reason, Rejection};
 pub const PARSE_ERROR: i32 = -32700;
 /// JSON-RPC 2.0: not a valid request object.
 pub const INVALID_REQUEST: i32 = -32600;
+/// JSON-RPC 2.0: method not found.
+pub const METHOD_NOT_FOUND: i32 = -32601;
+/// MCP 2026-07-28: a mirrored header disagrees with the body.
+pub const HEADER_MISMATCH: i32 = -32020;
 /// JSON-RPC 2.0: invalid method parameters.
 pub const INVALID_PARAMS: i32 = -32602;
 /// JSON-RPC 2.0: internal error.
@@ -38,6 +42,9 @@ pub fn classify(reason: Reason) -> (u16, i32, &'static str) {
         Reason::UnsupportedProtocolVersion => {
             (400, INVALID_REQUEST, "Unsupported protocol version")
         }
+        Reason::HeaderMismatch => (400, HEADER_MISMATCH, "Header mismatch"),
+        Reason::MethodNotFound => (404, METHOD_NOT_FOUND, "Method not found"),
+        Reason::MethodNotAllowed => (405, INVALID_REQUEST, "Method not allowed"),
         Reason::HostError => (500, INTERNAL_ERROR, "Internal error"),
     }
 }
@@ -50,13 +57,31 @@ pub fn local_reply(rejection: &Rejection) -> LocalReply {
     let id = rejection.id.as_deref().unwrap_or("null");
     let body =
         format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":"{message}"}}}}"#);
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("cache-control", "no-store".to_owned()),
+    ];
+    if rejection.reason == Reason::MethodNotAllowed {
+        headers.push(("allow", "POST".to_owned()));
+    }
     LocalReply {
         status,
-        headers: vec![
-            ("content-type", "application/json".to_owned()),
-            ("cache-control", "no-store".to_owned()),
-        ],
+        headers,
         body,
+    }
+}
+
+/// The body that replaces an answer pqguard refused to pass (for example a
+/// `tools/list` answer it could not read): a JSON-RPC internal error for
+/// the request `id` (raw JSON text), as JSON or as one event-stream event.
+pub fn answer_error_body(id: &str, event_stream: bool) -> Vec<u8> {
+    let json = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{INTERNAL_ERROR},"message":"Internal error"}}}}"#
+    );
+    if event_stream {
+        format!("event: message\ndata: {json}\n\n").into_bytes()
+    } else {
+        json.into_bytes()
     }
 }
 
@@ -87,6 +112,19 @@ mod tests {
         rej.id = Some("42".into());
         let v: serde_json::Value = serde_json::from_str(&local_reply(&rej).body).unwrap();
         assert_eq!(v["id"], 42);
+    }
+
+    #[test]
+    fn refused_answers_become_internal_errors_in_either_format() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&answer_error_body("\"a\"", false)).unwrap();
+        assert_eq!(v["id"], "a");
+        assert_eq!(v["error"]["code"], -32603);
+        let sse = String::from_utf8(answer_error_body("4", true)).unwrap();
+        assert!(
+            sse.starts_with("event: message\ndata: {") && sse.ends_with("}\n\n"),
+            "{sse}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
 use pqguard_core::config::Config;
 use pqguard_core::crypto::CryptoFacts;
+use pqguard_core::reject::{Reason, Rejection};
 use pqguard_core::request::RequestHead;
 use pqguard_core::wire::LocalReply;
 
@@ -91,13 +92,6 @@ pub fn send_reply(reply: &LocalReply) -> Result<(), HostError> {
     })
 }
 
-fn request_header(name: &str) -> Option<String> {
-    match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
-        Ok(Some(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-        Ok(None) | Err(_) => None,
-    }
-}
-
 fn property(path: Vec<&str>) -> Option<String> {
     match hostcalls::get_property(path) {
         Ok(Some(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
@@ -105,17 +99,65 @@ fn property(path: Vec<&str>) -> Option<String> {
     }
 }
 
-/// Copies the request head facts the core needs. Called once, in the
+/// Copies the request head facts the core needs, from all request headers
+/// at once (so repeated headers are seen). Called once, in the
 /// request-headers callback (request headers are gone later).
-pub fn request_head() -> RequestHead {
-    RequestHead {
-        http_method: request_header(":method").unwrap_or_default(),
-        path: request_header(":path").unwrap_or_default(),
-        content_type: request_header("content-type"),
-        content_encoding: request_header("content-encoding"),
-        content_length: request_header("content-length").and_then(|v| v.trim().parse().ok()),
-        protocol_version: request_header("mcp-protocol-version"),
+pub fn request_head() -> Result<RequestHead, Rejection> {
+    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|status| {
+        Rejection::new(
+            Reason::HostError,
+            HostError {
+                call: "get request headers",
+                status,
+            }
+            .to_string(),
+        )
+    })?;
+    RequestHead::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+}
+
+/// A response header, read in the response-headers callback.
+pub fn response_header(name: &str) -> Option<String> {
+    match hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name) {
+        Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
+        Ok(None) | Err(_) => None,
     }
+}
+
+/// Removes a response header (before the body is rewritten).
+pub fn remove_response_header(name: &str) -> Result<(), HostError> {
+    hostcalls::remove_map_value(MapType::HttpResponseHeaders, name).map_err(|status| HostError {
+        call: "remove response header",
+        status,
+    })
+}
+
+/// The buffered response body, `size` bytes from the start.
+pub fn response_body(size: usize) -> Result<Vec<u8>, HostError> {
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+        .map_err(|status| HostError {
+            call: "get response body",
+            status,
+        })?
+        .unwrap_or_default();
+    if body.len() != size {
+        return Err(HostError {
+            call: "get response body (short read)",
+            status: Status::InternalFailure,
+        });
+    }
+    Ok(body)
+}
+
+/// Replaces the first `size` bytes of the buffered response body.
+pub fn replace_response_body(size: usize, body: &[u8]) -> Result<(), HostError> {
+    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body).map_err(|status| HostError {
+        call: "set response body",
+        status,
+    })
 }
 
 /// Reads the downstream connection's crypto facts: the TLS version from a

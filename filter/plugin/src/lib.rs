@@ -20,9 +20,10 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use pqguard_core::config::Config;
 use pqguard_core::crypto::CryptoFacts;
-use pqguard_core::record::{RequestRecord, REQUEST_MARKER, START_MARKER};
+use pqguard_core::record::{RequestRecord, REQUEST_MARKER, START_MARKER, TOOLS_MARKER};
 use pqguard_core::reject::{Reason, Rejection};
 use pqguard_core::request::{self, HeadVerdict, RequestHead};
+use pqguard_core::response::{ResponseFormat, ToolsListBody};
 use pqguard_core::wire;
 
 /// The proxy-wasm ABI entry point. This is the one place in pqguard where
@@ -104,6 +105,19 @@ enum Phase {
     Refused,
 }
 
+/// What the response path does with the answer to this request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// Stream it through untouched.
+    PassThrough,
+    /// The request was `tools/list` with this raw id: read the answer.
+    ToolsList(String),
+    /// Reading the `tools/list` answer: its format and the id.
+    Buffering(ResponseFormat, String),
+    /// The answer was refused: drop whatever else the upstream sends.
+    Discard,
+}
+
 /// Per-request context.
 struct Request {
     config: Rc<Config>,
@@ -112,6 +126,7 @@ struct Request {
     phase: Phase,
     /// Body bytes buffered so far (cumulative, as Envoy reports it).
     body_size: usize,
+    answer: Answer,
 }
 
 impl Request {
@@ -122,6 +137,7 @@ impl Request {
             facts: CryptoFacts::default(),
             phase: Phase::Head,
             body_size: 0,
+            answer: Answer::PassThrough,
         }
     }
 
@@ -136,6 +152,11 @@ impl Request {
         match request::inspect_body(&self.config, &self.head, &body) {
             Ok(inspected) => {
                 let record = RequestRecord::new(&self.head, &self.facts).with_inspected(&inspected);
+                if let (false, Some(m)) = (inspected.batch, inspected.messages.first()) {
+                    if let (Some("tools/list"), Some(id)) = (m.method.as_deref(), m.id) {
+                        self.answer = Answer::ToolsList(id.to_owned());
+                    }
+                }
                 self.forward(&record)
             }
             Err(rejection) => self.refuse(rejection),
@@ -173,8 +194,11 @@ impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.head = host::request_head();
         self.facts = host::crypto_facts(&self.config);
+        self.head = match host::request_head() {
+            Ok(head) => head,
+            Err(rejection) => return self.refuse(rejection),
+        };
         match request::check_head(&self.config, &self.head) {
             HeadVerdict::Forward => {
                 let record = RequestRecord::new(&self.head, &self.facts);
@@ -215,4 +239,99 @@ impl HttpContext for Request {
             Phase::Head | Phase::Decided => Action::Continue,
         }
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Answer::ToolsList(id) = &self.answer else {
+            return Action::Continue;
+        };
+        let status = host::response_header(":status");
+        let format = host::response_header("content-type")
+            .as_deref()
+            .and_then(ResponseFormat::of_content_type);
+        match (status.as_deref(), format) {
+            (Some("200"), Some(format)) if !end_of_stream => {
+                // The answer may be rewritten, so its length is not known yet.
+                if let Err(e) = host::remove_response_header("content-length") {
+                    host::log(LogLevel::Error, &format!("pqguard: {e}"));
+                }
+                self.answer = Answer::Buffering(format, id.clone());
+            }
+            _ => self.answer = Answer::PassThrough,
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.answer == Answer::Discard {
+            if let Err(e) = host::replace_response_body(body_size, b"") {
+                host::log(LogLevel::Error, &format!("pqguard: {e}"));
+            }
+            return Action::Continue;
+        }
+        let Answer::Buffering(format, id) = &self.answer else {
+            return Action::Continue;
+        };
+        if body_size as u64 > self.config.max_response_bytes {
+            let (format, id) = (*format, id.clone());
+            return self.fail_answer(format, &id, body_size, "answer exceeds the response cap");
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let (format, id) = (*format, id.clone());
+        let body = match host::response_body(body_size) {
+            Ok(b) => b,
+            Err(e) => return self.fail_answer(format, &id, body_size, &e.to_string()),
+        };
+        let cap = usize::try_from(self.config.max_response_bytes).unwrap_or(usize::MAX);
+        match ToolsListBody::parse(format, &body, &id, cap) {
+            Ok(parsed) => {
+                let tools: Vec<String> = parsed
+                    .answer
+                    .tools()
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{{\"name\":{},\"digest\":\"{}\"}}",
+                            json_string(&t.name),
+                            t.digest_hex()
+                        )
+                    })
+                    .collect();
+                host::log(
+                    LogLevel::Info,
+                    &format!(
+                        "{TOOLS_MARKER} {{\"id\":{id},\"tools\":[{}]}}",
+                        tools.join(",")
+                    ),
+                );
+                self.answer = Answer::PassThrough;
+                Action::Continue
+            }
+            Err(e) => self.fail_answer(format, &id, body_size, &e.to_string()),
+        }
+    }
+}
+
+impl Request {
+    /// A `tools/list` answer that cannot be read is replaced by a JSON-RPC
+    /// error (fail closed: never show a list pqguard could not check). The
+    /// response headers are already on their way, so the status stays.
+    fn fail_answer(&mut self, format: ResponseFormat, id: &str, size: usize, why: &str) -> Action {
+        host::log(
+            LogLevel::Warn,
+            &format!("pqguard: tools/list answer refused: {why}"),
+        );
+        let body = wire::answer_error_body(id, format == ResponseFormat::EventStream);
+        if let Err(e) = host::replace_response_body(size, &body) {
+            host::log(LogLevel::Error, &format!("pqguard: {e}"));
+        }
+        self.answer = Answer::Discard;
+        Action::Continue
+    }
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    pqguard_core::record::json_string(s)
 }
