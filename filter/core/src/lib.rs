@@ -33,5 +33,8 @@ pub mod sse;
 pub mod tools;
 pub mod wire;
 
+#[cfg(test)]
+mod properties;
+
 /// pqguard's version, as built.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -180,6 +180,8 @@ pub struct Message<'a> {
     pub arguments: Option<Node>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]`, if present.
     pub meta_protocol_version: Option<Cow<'a, str>>,
+    /// For `initialize`: the version the client asks for (`params.protocolVersion`).
+    pub initialize_version: Option<Cow<'a, str>>,
 }
 
 impl<'a> Message<'a> {
@@ -410,6 +412,7 @@ fn message<'a>(doc: &Document<'a>, obj: Node) -> Result<Message<'a>, McpError> {
                 target: Target::None,
                 arguments: None,
                 meta_protocol_version: None,
+                initialize_version: None,
             });
         }
         return Err(invalid(InvalidRequest::MissingMethod, id_text));
@@ -454,6 +457,13 @@ fn message<'a>(doc: &Document<'a>, obj: Node) -> Result<Message<'a>, McpError> {
         .and_then(|p| doc.get(p, "_meta"))
         .and_then(|m| doc.get(m, META_PROTOCOL_VERSION))
         .and_then(|v| doc.string(v));
+    let initialize_version = if method == "initialize" {
+        params
+            .and_then(|p| doc.get(p, "protocolVersion"))
+            .and_then(|v| doc.string(v))
+    } else {
+        None
+    };
     Ok(Message {
         kind: if id_text.is_some() {
             MessageKind::Request
@@ -465,6 +475,7 @@ fn message<'a>(doc: &Document<'a>, obj: Node) -> Result<Message<'a>, McpError> {
         target,
         arguments,
         meta_protocol_version,
+        initialize_version,
     })
 }
 
@@ -519,6 +530,15 @@ mod tests {
         assert_eq!(n.reply_id(), None);
         let r = parse(r#"{"jsonrpc":"2.0","id":9,"result":{}}"#).unwrap();
         assert_eq!(r.messages[0].kind, MessageKind::Response);
+    }
+
+    #[test]
+    fn reads_the_version_an_initialize_asks_for() {
+        let i = parse(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}"#).unwrap();
+        assert_eq!(
+            i.messages[0].initialize_version.as_deref(),
+            Some("2025-06-18")
+        );
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct MessageSummary {
     /// The prompt of `prompts/get`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// The version an `initialize` asks for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initialize_version: Option<String>,
 }
 
 impl MessageSummary {
@@ -57,6 +60,7 @@ impl MessageSummary {
             tool,
             resource,
             prompt,
+            initialize_version: m.initialize_version.as_deref().map(str::to_owned),
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::reject::{Reason, Rejection};
 
 /// Headers that must appear at most once: a second copy is a classic way to
 /// make two components read one request two ways.
-const SINGLE_HEADERS: [&str; 8] = [
+const SINGLE_HEADERS: [&str; 9] = [
     ":method",
     ":path",
     "content-type",
@@ -17,6 +17,7 @@ const SINGLE_HEADERS: [&str; 8] = [
     "mcp-protocol-version",
     "mcp-method",
     "mcp-name",
+    "mcp-session-id",
 ];
 
 /// The parts of the request head pqguard uses, copied out of the host once.
@@ -34,8 +35,13 @@ pub struct RequestHead {
     pub content_length: Option<u64>,
     /// `MCP-Protocol-Version`, if present.
     pub protocol_version: Option<String>,
+    /// `Mcp-Session-Id` (2025-03-26 to 2025-11-25; ignored in 2026-07-28).
+    pub session_id: Option<String>,
     /// `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` (2026-07-28 mirrors).
     pub mirrors: MirrorHeaders,
+    /// Whether a body follows the head (the host says so; for HTTP/1.1 and
+    /// HTTP/2 alike). Set by the shim; `false` by default.
+    pub has_body: bool,
 }
 
 /// What to do after the request head.
@@ -103,6 +109,7 @@ impl RequestHead {
                 "mcp-protocol-version" => head.protocol_version = Some(value),
                 "mcp-method" => head.mirrors.method = Some(value),
                 "mcp-name" => head.mirrors.name = Some(value),
+                "mcp-session-id" => head.session_id = Some(value),
                 _ => {
                     if let Some(p) = param {
                         if head.mirrors.params.iter().any(|(n, _)| n == p) {

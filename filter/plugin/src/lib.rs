@@ -199,6 +199,7 @@ impl HttpContext for Request {
             Ok(head) => head,
             Err(rejection) => return self.refuse(rejection),
         };
+        self.head.has_body = !end_of_stream;
         match request::check_head(&self.config, &self.head) {
             HeadVerdict::Forward => {
                 let record = RequestRecord::new(&self.head, &self.facts);
