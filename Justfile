@@ -63,5 +63,38 @@ test-wasm:
 test-e2e: build
     {{python}} -m pytest -c tests/pytest.ini tests/e2e
 
+# Token interop: pqguard's CLI against an independent ML-DSA implementation (dilithium-py).
+test-interop:
+    cargo build --locked -p pqguard-cli
+    PQGUARD_CLI=target/debug/pqguard {{python}} -m pytest -c tests/pytest.ini tests/interop
+
 # Everything CI runs.
-test: setup lint test-unit test-wasm test-e2e
+test: setup lint test-unit test-wasm test-interop test-e2e
+
+# Benchmarks, figures only (no pass/fail): body inspection natively and as wasm in V8, then Envoy requests/s with and without pqguard. About 3 minutes; see bench/README.md.
+bench: setup build _wrk
+    cargo build --release --locked -p pqguard-bench
+    cargo build --release --locked --target wasm32-wasip1 -p pqguard-bench --bin parse-throughput --example passthrough-filter
+    mkdir -p target/bench
+    @echo "== parse-throughput, native"
+    target/release/parse-throughput --json > target/bench/parse-native.json
+    @echo "== parse-throughput, wasm32-wasip1 in V8 (Node.js)"
+    node bench/run-wasm.mjs --json > target/bench/parse-wasm.json
+    @echo "== Envoy requests/s with and without pqguard"
+    {{python}} bench/envoy_rps.py --json target/bench/rps.json \
+        --parse-throughput target/release/parse-throughput \
+        --passthrough-wasm target/wasm32-wasip1/release/examples/passthrough_filter.wasm
+    @echo
+    {{python}} bench/summary.py target/bench
+
+# wrk, the load generator of `just bench` (Debian package).
+_wrk:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v wrk >/dev/null && exit 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq wrk
+    else
+        echo "wrk is needed: install it (Debian/Ubuntu: sudo apt-get install wrk)" >&2
+        exit 1
+    fi

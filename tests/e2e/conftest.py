@@ -1,5 +1,8 @@
 """One topology for the whole session: MCP server, server-side Envoy, edge Envoy with pqguard, client Envoy.
 
+Tests that need another plugin configuration start their own topology with
+:func:`start_extra_topology` (its logs are added to failure reports too).
+
 Environment:
   PQGUARD_WASM            the module to load (default: dist/pqguard.wasm)
   PQGUARD_E2E_NO_FILTER=1 run the edge without pqguard: the traffic tests run,
@@ -8,13 +11,16 @@ Environment:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 from harness import Topology, baseline_requested, wasm_path
+from harness.relay import TrailerRelay
 
 NO_FILTER = baseline_requested()
 _TOPOLOGY = pytest.StashKey["Topology"]()
+_EXTRA_TOPOLOGIES = pytest.StashKey["list[Topology]"]()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -45,6 +51,39 @@ def pqguard(topology: Topology) -> Topology:
     return topology
 
 
+@pytest.fixture(scope="session")
+def trailer_relay(topology: Topology) -> TrailerRelay:
+    """The relay that turns HTTP/1.1 trailers into HTTP/2 trailers towards the edge (see harness.relay)."""
+    return topology.start_trailer_relay()
+
+
+@pytest.fixture(scope="session")
+def small_cap_pqguard(request: pytest.FixtureRequest) -> Topology:
+    """A second topology whose pqguard caps request bodies at 4096 bytes (``limits.max_body_bytes``).
+
+    The default cap (1 MiB) equals Envoy's own per-connection buffer limit, so with the
+    defaults Envoy's buffer limit and pqguard's cap race for bodies just over 1 MiB; with
+    a small cap pqguard decides alone. Skipped in a baseline run.
+    """
+    if NO_FILTER:
+        pytest.skip("baseline run: the edge has no pqguard filter")
+    return start_extra_topology(request, {"limits": {"max_body_bytes": 4096}})
+
+
+def start_extra_topology(request: pytest.FixtureRequest, plugin_config: Mapping[str, Any]) -> Topology:
+    """Start a second topology whose edge runs pqguard with ``plugin_config``; it stops with the
+    requesting fixture. Fails like the session topology when the module is missing."""
+    if not wasm_path().is_file():
+        pytest.fail(f"pqguard module not found at {wasm_path()}", pytrace=False)
+    # StringValue: Envoy hands a Struct configuration to wasm as serialized protobuf (see render_pqguard_filter).
+    topo = Topology(plugin_config=plugin_config, plugin_config_as_string=True)
+    extras = request.config.stash.setdefault(_EXTRA_TOPOLOGIES, [])
+    extras.append(topo)
+    request.addfinalizer(topo.stop)
+    topo.start()
+    return topo
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
@@ -53,6 +92,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         topo = item.config.stash.get(_TOPOLOGY, None)
         if topo is not None and topo.processes:
             report.sections.append(("process logs (tails)", topo.dump_logs(lines=60)))
+        for extra in item.config.stash.get(_EXTRA_TOPOLOGIES, []):
+            if extra.processes:
+                report.sections.append((f"process logs of the topology with {extra.plugin_config} (tails)",
+                                        extra.dump_logs(lines=60)))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001

@@ -13,9 +13,11 @@ from .records import (
     log_mark,
     pqguard_log_records,
     pqguard_start_records,
+    pqguard_tools_records,
     rpc_id_is,
     wait_for_record,
     wait_for_records,
+    wait_for_tools_record,
 )
 from .topology import Topology
 
@@ -35,6 +37,7 @@ __all__ = [
     "make_test_pki",
     "pqguard_log_records",
     "pqguard_start_records",
+    "pqguard_tools_records",
     "render_edge",
     "render_pqguard_filter",
     "rpc_id_is",
@@ -42,6 +45,7 @@ __all__ = [
     "stats",
     "wait_for_record",
     "wait_for_records",
+    "wait_for_tools_record",
     "wait_until",
     "wasm_path",
 ]

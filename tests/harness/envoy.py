@@ -34,12 +34,33 @@ def _strip_leading_comments(text: str) -> str:
     return "\n".join(lines)
 
 
-def render_pqguard_filter(wasm: Path | str, plugin_config: Mapping[str, Any] | None = None) -> str:
-    """The http_filters entry that loads pqguard (``envoy/pqguard-filter.yaml``), at column 0."""
-    text = render_template(
-        "pqguard-filter.yaml",
-        {"PQGUARD_WASM": str(wasm), "PQGUARD_CONFIG": json.dumps(dict(plugin_config or {}), sort_keys=True)},
-    )
+STRUCT_TYPE = '"@type": type.googleapis.com/google.protobuf.Struct'
+STRING_VALUE_TYPE = '"@type": type.googleapis.com/google.protobuf.StringValue'
+
+
+def render_pqguard_filter(
+    wasm: Path | str,
+    plugin_config: Mapping[str, Any] | None = None,
+    *,
+    config_as_string: bool = False,
+) -> str:
+    """The http_filters entry that loads pqguard (``envoy/pqguard-filter.yaml``), at column 0.
+
+    ``config_as_string=True`` hands the configuration to the plugin as a
+    ``google.protobuf.StringValue`` holding the JSON text, instead of the template's
+    ``google.protobuf.Struct``. Envoy gives a wasm plugin the *serialized protobuf* of a
+    Struct configuration (only StringValue and BytesValue arrive as their contents), which
+    pqguard's JSON parser cannot read unless the Struct is empty; a test that needs a
+    non-default configuration uses the StringValue form.
+    """
+    config_json = json.dumps(dict(plugin_config or {}), sort_keys=True)
+    text = render_template("pqguard-filter.yaml", {"PQGUARD_WASM": str(wasm), "PQGUARD_CONFIG": config_json})
+    if config_as_string:
+        struct_value = f"value: {config_json}"
+        if text.count(STRUCT_TYPE) != 1 or text.count(struct_value) != 1:
+            raise ValueError("envoy/pqguard-filter.yaml no longer has the Struct configuration this option rewrites")
+        # A JSON string literal is also a valid YAML double-quoted scalar.
+        text = text.replace(STRUCT_TYPE, STRING_VALUE_TYPE).replace(struct_value, f"value: {json.dumps(config_json)}")
     return _strip_leading_comments(text)
 
 

@@ -3,21 +3,46 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import httpx2
+import mcp.client.session as sdk_client_session
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent, TextResourceContents
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 
 def ssl_context(ca_cert: Path) -> ssl.SSLContext:
     """A client context that trusts only the test CA."""
     return ssl.create_default_context(cafile=str(ca_cert))
+
+
+@contextmanager
+def handshake_offer(version: str | None) -> Iterator[None]:
+    """Make the SDK client's ``initialize`` offer ``version`` instead of its newest handshake revision.
+
+    The SDK 2.3.0 client has no option for this: ``ClientSession.initialize()`` always
+    offers ``mcp.client.session.LATEST_HANDSHAKE_VERSION`` (2025-11-25), and a server that
+    supports the offered revision answers with it. Only the offer changes; everything the
+    client does afterwards (headers, session id, GET stream, DELETE) is the SDK's own
+    behaviour for the negotiated revision. ``None`` leaves the SDK alone.
+    """
+    if version is None:
+        yield
+        return
+    if version not in HANDSHAKE_PROTOCOL_VERSIONS:
+        raise ValueError(f"{version!r} is not a handshake revision of the SDK: {HANDSHAKE_PROTOCOL_VERSIONS}")
+    saved = sdk_client_session.LATEST_HANDSHAKE_VERSION
+    sdk_client_session.LATEST_HANDSHAKE_VERSION = version
+    try:
+        yield
+    finally:
+        sdk_client_session.LATEST_HANDSHAKE_VERSION = saved
 
 
 @asynccontextmanager
@@ -27,20 +52,23 @@ async def connect(
     ca_cert: Path | None = None,
     mode: str = "legacy",
     read_timeout: float = 30.0,
+    handshake_version: str | None = None,
 ) -> AsyncIterator[Client]:
     """An SDK ``Client`` connected to ``url``.
 
     ``mode="legacy"`` performs the ``initialize`` handshake (protocol revisions up
     to 2025-11-25, with a session id); ``"auto"`` lets the SDK probe
     ``server/discover`` first and use the 2026-07-28 revision if the server has it.
-    ``ca_cert`` is needed for an ``https://`` URL signed by the test CA.
+    ``handshake_version`` (legacy mode) is the revision ``initialize`` offers (see
+    :func:`handshake_offer`). ``ca_cert`` is needed for an ``https://`` URL signed by the test CA.
     """
     verify: ssl.SSLContext | bool = ssl_context(ca_cert) if ca_cert else True
     # trust_env=False: loopback traffic must never go through a proxy from the environment.
     async with httpx2.AsyncClient(verify=verify, trust_env=False, timeout=httpx2.Timeout(30.0, read=300.0)) as http:
         transport = streamable_http_client(url, http_client=http)
-        async with Client(transport, mode=mode, read_timeout_seconds=read_timeout) as client:
-            yield client
+        with handshake_offer(handshake_version):
+            async with Client(transport, mode=mode, read_timeout_seconds=read_timeout) as client:
+                yield client
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The records pqguard writes to Envoy's log.
 
-pqguard logs one line per request and one at VM start, each a marker followed
-by a JSON object on the same line; Envoy puts its own prefix before it::
+pqguard logs one line per request, one per ``tools/list`` answer it read and one
+at VM start, each a marker followed by a JSON object on the same line; Envoy
+puts its own prefix before it::
 
     [2026-...][1234][info][wasm] [source/extensions/common/wasm/context.cc:1192] wasm log pqguard pqguard: pqguard.request {"method": "tools/call", ...}
 """
@@ -17,6 +18,7 @@ from .processes import wait_until
 
 REQUEST_MARKER = "pqguard.request "
 START_MARKER = "pqguard.start "
+TOOLS_MARKER = "pqguard.tools "
 
 Record = dict[str, Any]
 
@@ -75,6 +77,12 @@ def pqguard_start_records(log_path: Path, since: int = 0) -> list[Record]:
     return parse_marked_lines(_complete_lines(log_path, since), START_MARKER)
 
 
+def pqguard_tools_records(log_path: Path, since: int = 0) -> list[Record]:
+    """All ``pqguard.tools`` records (one per ``tools/list`` answer pqguard read:
+    ``{"id": <request id>, "tools": [{"name": ..., "digest": <SHA3-256 hex>}, ...]}``)."""
+    return parse_marked_lines(_complete_lines(log_path, since), TOOLS_MARKER)
+
+
 def rpc_id_is(record: Record, expected: Any) -> bool:
     """Whether the record's ``id`` is the JSON-RPC id ``expected``.
 
@@ -124,3 +132,24 @@ def wait_for_records(
 
     return wait_until(probe, timeout=timeout, what=what,
                       on_timeout=lambda: _describe(pqguard_log_records(log_path, since)))
+
+
+def wait_for_tools_record(
+    log_path: Path,
+    predicate: Callable[[Record], bool],
+    *,
+    since: int = 0,
+    timeout: float = 10.0,
+    what: str = "a matching pqguard.tools record",
+) -> Record:
+    """Wait until a ``pqguard.tools`` record logged after ``since`` satisfies ``predicate``; return it."""
+
+    def probe() -> Record | None:
+        return next((r for r in pqguard_tools_records(log_path, since) if predicate(r)), None)
+
+    def seen() -> str:
+        records = pqguard_tools_records(log_path, since)
+        return f"{len(records)} pqguard.tools record(s) seen" + "".join(
+            "\n  " + json.dumps(r, sort_keys=True) for r in records[-20:])
+
+    return wait_until(probe, timeout=timeout, what=what, on_timeout=seen)

@@ -7,6 +7,7 @@
                           pq_h2_client   X25519MLKEM768, HTTP/2
                           classical_client  X25519
   Python (OpenSSL 3.0) ──────TLS, X25519─────> edge Envoy
+  raw socket ─http/1.1 + trailers─> trailer relay ──TLS, HTTP/2 + trailers──> edge Envoy   (on demand)
 
 Every process logs to its own file in the run directory; ``stop()`` ends them
 all (process groups) whatever happened.
@@ -31,7 +32,8 @@ from .envoy import EnvoyProcess, listener_stat_prefix, render_edge, render_pqgua
 from .paths import MCP_SERVER_SCRIPT, WORK_ROOT, wasm_path
 from .ports import free_ports
 from .processes import ManagedProcess, tail, wait_until
-from .records import Record, log_mark, pqguard_log_records, pqguard_start_records
+from .records import Record, log_mark, pqguard_log_records, pqguard_start_records, pqguard_tools_records
+from .relay import TrailerRelay
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -70,6 +72,7 @@ class Topology:
         with_filter: bool = True,
         wasm: Path | None = None,
         plugin_config: Mapping[str, Any] | None = None,
+        plugin_config_as_string: bool = False,
         run_dir: Path | None = None,
         concurrency: int | None = 2,
         with_client: bool = True,
@@ -77,6 +80,8 @@ class Topology:
         self.with_filter = with_filter
         self.wasm = (wasm or wasm_path()) if with_filter else None
         self.plugin_config = dict(plugin_config or {})
+        # See render_pqguard_filter: a non-empty configuration must reach the plugin as a StringValue.
+        self.plugin_config_as_string = plugin_config_as_string
         self.concurrency = concurrency
         self.with_client = with_client
         if run_dir is None:
@@ -90,6 +95,7 @@ class Topology:
         self.server_envoy: EnvoyProcess | None = None
         self.edge: EnvoyProcess | None = None
         self.client: EnvoyProcess | None = None
+        self.trailer_relay: TrailerRelay | None = None
         self._processes: list[ManagedProcess] = []
 
     # -- life cycle -------------------------------------------------------------------------
@@ -134,7 +140,8 @@ class Topology:
         )
         self._launch(self.server_envoy)
 
-        pqguard = render_pqguard_filter(self.wasm, self.plugin_config) if self.with_filter else None
+        pqguard = (render_pqguard_filter(self.wasm, self.plugin_config, config_as_string=self.plugin_config_as_string)
+                   if self.with_filter else None)
         self.edge = EnvoyProcess(
             "edge-envoy",
             render_edge({
@@ -162,6 +169,18 @@ class Topology:
         wait_until(self._mcp_server_answers, timeout=30, what="the MCP server",
                    on_timeout=lambda: self.mcp_server.log_tail() if self.mcp_server else "")
         (self.run_dir / "ready.json").write_text(json.dumps(self.ready_seconds(), indent=2) + "\n")
+
+    def start_trailer_relay(self) -> TrailerRelay:
+        """Start (once) the test-only relay that sends HTTP/2 requests with trailers to the edge
+        (see :mod:`harness.relay`); ``stop()`` ends it with the rest."""
+        if self.trailer_relay is None:
+            assert self.pki is not None and self.edge is not None, "start() first"
+            port, admin_port = free_ports(2)
+            relay = TrailerRelay(self.run_dir, port=port, admin_port=admin_port, edge_port=self.ports.edge,
+                                 edge_sni=self.pki.edge_name, ca_cert=self.pki.ca_cert, base_id=admin_port)
+            self._launch(relay)
+            self.trailer_relay = relay
+        return self.trailer_relay
 
     def ready_seconds(self) -> dict[str, float | None]:
         """Seconds from process start to ``GET /ready`` = LIVE, for each Envoy."""
@@ -212,6 +231,11 @@ class Topology:
         return f"https://127.0.0.1:{self.ports.edge}/mcp"
 
     @property
+    def mcp_direct_url(self) -> str:
+        """The MCP server itself (plain HTTP, no Envoy, no pqguard): what the server answers unfiltered."""
+        return f"http://127.0.0.1:{self.ports.mcp}/mcp"
+
+    @property
     def server_envoy_listener_prefix(self) -> str:
         return listener_stat_prefix(self.ports.server_envoy)
 
@@ -234,6 +258,9 @@ class Topology:
 
     def pqguard_start_records(self) -> list[Record]:
         return pqguard_start_records(self.edge_log)
+
+    def pqguard_tools_records(self, since: int = 0) -> list[Record]:
+        return pqguard_tools_records(self.edge_log, since)
 
     def mcp_received(self) -> list[dict[str, Any]]:
         """What the MCP server received on /mcp, in order (asked directly, not through Envoy)."""

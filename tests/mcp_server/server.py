@@ -17,6 +17,11 @@ Every HTTP request that reaches ``/mcp`` is logged to stdout as one line::
 and kept in memory; ``GET /debug/received`` returns that list as JSON, so a
 test can prove that a message never reached the server.
 
+Some servers answer a POST with plain JSON under ``Content-Type:
+text/event-stream``. A request with the header ``X-Demo-SSE-Framing: unframed``
+gets its event-stream answer in that form: the JSON-RPC message(s) of the
+stream's events, without ``event:``/``data:`` framing, same content type.
+
 Usage::
 
     python tests/mcp_server/server.py --port 8000        # or MCP_SERVER_PORT=8000
@@ -39,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MCP_PATH = "/mcp"
 RECEIVED_PATH = "/debug/received"
+FRAMING_HEADER = "x-demo-sse-framing"
 
 RECORDS: dict[str, dict[str, str]] = {
     "r-001": {"owner": "alice", "kind": "invoice", "amount": "120.00 EUR"},
@@ -168,7 +174,56 @@ class RecordingMiddleware:
                 return buffered.pop(0)
             return await receive()
 
+        if headers.get(FRAMING_HEADER) == "unframed":
+            send = unframed_event_stream(send)
         await self.app(scope, replay, send)
+
+
+def event_data(stream: bytes) -> list[bytes]:
+    """The data of each event of an event stream."""
+    events: list[bytes] = []
+    data: list[bytes] = []
+    for line in stream.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        if not line:
+            if data:
+                events.append(b"\n".join(data))
+            data = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+    if data:
+        events.append(b"\n".join(data))
+    return events
+
+
+def unframed_event_stream(send: Send) -> Send:
+    """Wrap ``send`` so that an event-stream answer goes out as its bare JSON message(s)
+    (one per line), still labelled ``text/event-stream``; other answers are unchanged."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def wrapped(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+            if not content_type.startswith(b"text/event-stream"):
+                await send(message)
+                return
+            start = message
+            return
+        if start is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"\n".join(event_data(b"".join(chunks)))
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return wrapped
 
 
 def build_app(host: str) -> ASGIApp:

@@ -6,28 +6,47 @@
 //!   inspect an MCP POST body (stdin by default) as the filter would; prints
 //!   the request record, or the local reply and exits 1 when refused.
 //! - `pqguard check-config FILE`: validate a plugin configuration (JSON).
+//! - `pqguard keygen --alg ALG [--kid ID]`: a new private JWK.
+//! - `pqguard jwks KEYFILE...`: the public JWKS of JWK or JWKS files.
+//! - `pqguard mint --key KEYFILE --iss I --aud A --ttl SECONDS ...`: a signed token.
+//! - `pqguard verify --jwks FILE [--aud A] [--iss I] TOKEN`: check a token as
+//!   the filter would; prints the claims, or the precise reason and exits 1.
 //! - `pqguard version`.
+//!
+//! Exit codes: 0 success, 1 refused (inspect, verify, check-config), 2 usage
+//! or I/O error.
 #![forbid(unsafe_code)]
+
+mod args;
+mod inspect;
+mod tokens;
 
 use std::io::Read;
 use std::process::ExitCode;
 
-use pqguard_core::config::Config;
-use pqguard_core::crypto::CryptoFacts;
-use pqguard_core::record::RequestRecord;
-use pqguard_core::request::{self, HeadVerdict, RequestHead};
-use pqguard_core::wire;
-
 const USAGE: &str = "usage:
   pqguard inspect [--protocol-version V] [--config FILE] [BODY_FILE]
   pqguard check-config FILE
-  pqguard version";
+  pqguard keygen --alg ALG [--kid ID]
+  pqguard jwks KEYFILE...
+  pqguard mint --key KEYFILE --iss ISSUER --aud AUDIENCE --ttl SECONDS
+               [--sub SUBJECT] [--scope \"a b\"] [--claim NAME=VALUE]...
+  pqguard verify --jwks FILE [--aud AUDIENCE] [--iss ISSUER]... [--leeway SECONDS]
+                 [--alg ALG]... TOKEN|-
+  pqguard version
+
+algorithms: ML-DSA-44 ML-DSA-65 ML-DSA-87 ML-DSA-65-Ed25519 ML-DSA-65-ES256 EdDSA ES256";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or(&[]);
     let result = match args.first().map(String::as_str) {
-        Some("inspect") => inspect(args.get(1..).unwrap_or(&[])),
-        Some("check-config") => check_config(args.get(1..).unwrap_or(&[])),
+        Some("inspect") => inspect::inspect(rest),
+        Some("check-config") => inspect::check_config(rest),
+        Some("keygen") => tokens::keygen(rest),
+        Some("jwks") => tokens::jwks(rest),
+        Some("mint") => tokens::mint(rest),
+        Some("verify") => tokens::verify(rest),
         Some("version" | "--version" | "-V") => {
             println!("pqguard {}", pqguard_core::VERSION);
             Ok(ExitCode::SUCCESS)
@@ -47,6 +66,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads a file, or stdin for `None` and `-`.
 fn read_input(path: Option<&str>) -> Result<Vec<u8>, String> {
     match path {
         None | Some("-") => {
@@ -57,74 +77,5 @@ fn read_input(path: Option<&str>) -> Result<Vec<u8>, String> {
             Ok(buf)
         }
         Some(p) => std::fs::read(p).map_err(|e| format!("reading {p}: {e}")),
-    }
-}
-
-fn inspect(args: &[String]) -> Result<ExitCode, String> {
-    let mut version = None;
-    let mut config_path = None;
-    let mut body_path = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--protocol-version" => {
-                version = Some(it.next().ok_or("--protocol-version needs a value")?.clone())
-            }
-            "--config" => config_path = Some(it.next().ok_or("--config needs a value")?.clone()),
-            other if body_path.is_none() && !other.starts_with("--") => {
-                body_path = Some(other.to_owned())
-            }
-            other => return Err(format!("unexpected argument {other:?}\n{USAGE}")),
-        }
-    }
-    let config = match config_path {
-        Some(p) => Config::from_json(&read_input(Some(&p))?).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    let body = read_input(body_path.as_deref())?;
-    let head = RequestHead {
-        http_method: "POST".into(),
-        path: "/mcp".into(),
-        content_type: Some("application/json".into()),
-        content_length: Some(body.len() as u64),
-        protocol_version: version,
-        ..RequestHead::default()
-    };
-    let facts = CryptoFacts::default();
-    let outcome = match request::check_head(&config, &head) {
-        HeadVerdict::Reject(r) => Err(r),
-        HeadVerdict::Forward | HeadVerdict::InspectBody => {
-            request::inspect_body(&config, &head, &body)
-                .map(|i| RequestRecord::new(&head, &facts).with_inspected(&i))
-        }
-    };
-    match outcome {
-        Ok(record) => {
-            println!("{}", record.to_json());
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(rejection) => {
-            let record = RequestRecord::new(&head, &facts).with_rejection(&rejection);
-            println!("{}", record.to_json());
-            let reply = wire::local_reply(&rejection);
-            eprintln!("refused: HTTP {} {}", reply.status, reply.body);
-            Ok(ExitCode::from(1))
-        }
-    }
-}
-
-fn check_config(args: &[String]) -> Result<ExitCode, String> {
-    let [path] = args else {
-        return Err(format!("check-config takes one FILE\n{USAGE}"));
-    };
-    match Config::from_json(&read_input(Some(path))?) {
-        Ok(config) => {
-            println!("ok: {config:?}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            Ok(ExitCode::from(1))
-        }
     }
 }

@@ -6,10 +6,13 @@
 
 use std::fmt;
 
+pub mod structpb;
+
 use serde::Deserialize;
 
 use crate::json::ScanLimits;
 use crate::mcp::ParseOptions;
+use crate::policy::{self, Connectivity, Policy, RawP2p, RawPolicy};
 
 /// Default cap on a request body: 1 MiB (Envoy's default buffer limit).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -24,6 +27,12 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     mcp: RawMcp,
+    #[serde(default)]
+    p2p_connectivity: RawP2p,
+    #[serde(default)]
+    policy: Option<RawPolicy>,
+    #[serde(default)]
+    auth: Option<crate::auth::RawAuth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,7 +100,7 @@ pub enum UnknownMethods {
 }
 
 /// Validated configuration, ready for per-request use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Filter-state key holding the negotiated TLS group
     /// (stamped by `envoy.filters.http.set_filter_state`). Default `pqguard.tls_group`.
@@ -109,6 +118,12 @@ pub struct Config {
     pub unknown_methods: UnknownMethods,
     /// Extra methods accepted in every version (for extensions), compared exactly.
     pub allow_methods: Vec<String>,
+    /// Transport gates and threat detection (`p2p_connectivity`).
+    pub connectivity: Connectivity,
+    /// Tool policy; `None` means inspection only (no policy decisions).
+    pub policy: Option<Policy>,
+    /// Token validation; `None` means no tokens are checked.
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 impl Default for Config {
@@ -122,6 +137,9 @@ impl Default for Config {
             parse: ParseOptions::default(),
             unknown_methods: UnknownMethods::Deny,
             allow_methods: Vec::new(),
+            connectivity: Connectivity::default(),
+            policy: None,
+            auth: None,
         })
     }
 }
@@ -139,14 +157,21 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Parses and validates the plugin configuration bytes. Empty input
-    /// means all defaults.
+    /// Parses and validates the plugin configuration bytes, as Envoy hands
+    /// them over: JSON text (a `StringValue` configuration, or a file), or a
+    /// serialized `google.protobuf.Struct` (YAML written in envoy.yaml).
+    /// Empty input means all defaults.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return compile(RawConfig::default());
-        }
-        let raw: RawConfig =
-            serde_json::from_slice(bytes).map_err(|e| ConfigError(e.to_string()))?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        let raw: RawConfig = match first {
+            None => return compile(RawConfig::default()),
+            Some(b'{') => serde_json::from_slice(bytes).map_err(|e| ConfigError(e.to_string()))?,
+            Some(_) => {
+                let value = structpb::decode_struct(bytes)
+                    .map_err(|e| ConfigError(format!("not JSON and not a protobuf Struct: {e}")))?;
+                serde_json::from_value(value).map_err(|e| ConfigError(e.to_string()))?
+            }
+        };
         compile(raw)
     }
 
@@ -190,6 +215,18 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         unknown_methods: raw.mcp.unknown_methods,
         allow_methods: raw.mcp.allow_methods,
+        connectivity: policy::compile_connectivity(raw.p2p_connectivity)
+            .map_err(|e| ConfigError(e.to_string()))?,
+        policy: raw
+            .policy
+            .map(policy::compile)
+            .transpose()
+            .map_err(|e| ConfigError(e.to_string()))?,
+        auth: raw
+            .auth
+            .map(crate::auth::compile)
+            .transpose()
+            .map_err(ConfigError)?,
     })
 }
 
@@ -206,6 +243,32 @@ mod tests {
         assert_eq!(c.tls_group_key, "pqguard.tls_group");
         assert_eq!(c.max_body_bytes, 1024 * 1024);
         assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn reads_a_serialized_protobuf_struct() {
+        // {"limits": {"max_body_bytes": 4096.0}} as Envoy serializes a Struct.
+        let mut value = vec![0x11];
+        value.extend_from_slice(&4096f64.to_le_bytes());
+        let mut entry = vec![0x0a, 14];
+        entry.extend_from_slice(b"max_body_bytes");
+        entry.push(0x12);
+        entry.push(value.len() as u8);
+        entry.extend_from_slice(&value);
+        let mut limits_struct = vec![0x0a, entry.len() as u8];
+        limits_struct.extend_from_slice(&entry);
+        let mut limits_value = vec![0x2a, limits_struct.len() as u8];
+        limits_value.extend_from_slice(&limits_struct);
+        let mut top_entry = vec![0x0a, 6];
+        top_entry.extend_from_slice(b"limits");
+        top_entry.push(0x12);
+        top_entry.push(limits_value.len() as u8);
+        top_entry.extend_from_slice(&limits_value);
+        let mut top = vec![0x0a, top_entry.len() as u8];
+        top.extend_from_slice(&top_entry);
+        let c = Config::from_json(&top).unwrap();
+        assert_eq!(c.max_body_bytes, 4096);
+        assert!(Config::from_json(b"\x0a\x03abc").is_err());
     }
 
     #[test]

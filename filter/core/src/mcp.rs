@@ -14,6 +14,9 @@ use crate::json::{self, Document, JsonError, Kind, Node, ScanLimits};
 /// MCP protocol versions that use Streamable HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ProtocolVersion {
+    /// 2024-11-05: defined the HTTP+SSE transport, but SDKs still negotiate
+    /// it over Streamable HTTP; handled like 2025-03-26.
+    V2024_11_05,
     /// 2025-03-26: first Streamable HTTP version; JSON-RPC batches allowed.
     V2025_03_26,
     /// 2025-06-18: batches removed.
@@ -26,7 +29,8 @@ pub enum ProtocolVersion {
 
 impl ProtocolVersion {
     /// All supported versions, oldest first.
-    pub const ALL: [ProtocolVersion; 4] = [
+    pub const ALL: [ProtocolVersion; 5] = [
+        Self::V2024_11_05,
         Self::V2025_03_26,
         Self::V2025_06_18,
         Self::V2025_11_25,
@@ -41,6 +45,7 @@ impl ProtocolVersion {
     /// The dated form used on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::V2024_11_05 => "2024-11-05",
             Self::V2025_03_26 => "2025-03-26",
             Self::V2025_06_18 => "2025-06-18",
             Self::V2025_11_25 => "2025-11-25",
@@ -50,7 +55,7 @@ impl ProtocolVersion {
 
     /// Whether JSON-RPC batches (top-level arrays) exist in this version.
     pub fn allows_batches(self) -> bool {
-        self == Self::V2025_03_26
+        self <= Self::V2025_03_26
     }
 }
 
@@ -120,9 +125,9 @@ pub fn is_known_method(version: ProtocolVersion, method: &str) -> bool {
         ProtocolVersion::V2025_11_25 => {
             CLIENT_METHODS_2025.contains(&method) || CLIENT_METHODS_2025_11_25.contains(&method)
         }
-        ProtocolVersion::V2025_03_26 | ProtocolVersion::V2025_06_18 => {
-            CLIENT_METHODS_2025.contains(&method)
-        }
+        ProtocolVersion::V2024_11_05
+        | ProtocolVersion::V2025_03_26
+        | ProtocolVersion::V2025_06_18 => CLIENT_METHODS_2025.contains(&method),
     }
 }
 
@@ -692,7 +697,8 @@ mod tests {
         for v in ProtocolVersion::ALL {
             assert_eq!(ProtocolVersion::parse(v.as_str()), Some(v));
         }
-        assert_eq!(ProtocolVersion::parse("2024-11-05"), None);
+        assert_eq!(ProtocolVersion::parse("2024-10-07"), None);
+        assert!(ProtocolVersion::V2024_11_05.allows_batches());
         assert!(ProtocolVersion::V2025_03_26.allows_batches());
         assert!(!ProtocolVersion::V2025_06_18.allows_batches());
     }

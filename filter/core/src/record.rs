@@ -89,6 +89,18 @@ pub struct RequestRecord {
     pub tls_cipher: Option<String>,
     /// Key-exchange class computed from the group.
     pub kex_class: &'static str,
+    /// Algorithm of the verified token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_alg: Option<&'static str>,
+    /// `kid` of the key that verified the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_kid: Option<String>,
+    /// `iss` of the verified token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// `sub` of the verified token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// `forwarded` or `rejected`.
     pub outcome: &'static str,
     /// HTTP status of the local reply (rejections only).
@@ -100,6 +112,9 @@ pub struct RequestRecord {
     /// Refusal class (rejections only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// Finer refusal code: the token error or the policy deny reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<&'static str>,
     /// Precise refusal detail (rejections only; never sent to the client).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -141,6 +156,7 @@ impl RequestRecord {
         self.status = Some(status);
         self.code = Some(code);
         self.reason = Some(rejection.reason.as_str());
+        self.reason_code = rejection.code;
         self.detail = Some(rejection.detail.clone());
         if self.message.id.is_none() {
             self.message.id = rejection.id.as_deref().and_then(json_id);

@@ -37,6 +37,13 @@ pub enum Reason {
     /// An HTTP method the protocol version does not use, e.g. GET in
     /// 2026-07-28 (405).
     MethodNotAllowed,
+    /// No token, or a token that failed verification (401,
+    /// `WWW-Authenticate: Bearer error="invalid_token"`). The precise
+    /// token error goes to the detail only.
+    Unauthorized,
+    /// Policy denied the request (403; `insufficient_scope` when a scope
+    /// is what is missing).
+    Forbidden,
     /// The host failed to hand over something the decision needs (the body,
     /// a property): refuse rather than forward uninspected (500, -32603).
     HostError,
@@ -56,6 +63,8 @@ impl Reason {
             Self::HeaderMismatch => "header_mismatch",
             Self::MethodNotFound => "method_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::HostError => "host_error",
         }
     }
@@ -71,6 +80,11 @@ pub struct Rejection {
     pub id: Option<String>,
     /// What exactly was wrong, for operators.
     pub detail: String,
+    /// For [`Reason::Forbidden`]: the scope whose absence caused it.
+    pub scope: Option<String>,
+    /// Finer reason code for logs and metrics (e.g. the token error or the
+    /// policy deny reason), when there is one.
+    pub code: Option<&'static str>,
 }
 
 impl Rejection {
@@ -80,7 +94,17 @@ impl Rejection {
             reason,
             id: None,
             detail: detail.into(),
+            scope: None,
+            code: None,
         }
+    }
+}
+
+impl Rejection {
+    /// The same refusal, echoing `id` (raw JSON text).
+    pub fn with_id(mut self, id: Option<&str>) -> Self {
+        self.id = id.map(str::to_owned);
+        self
     }
 }
 
@@ -109,6 +133,8 @@ impl From<McpError> for Rejection {
             reason,
             id: e.id().map(str::to_owned),
             detail: e.to_string(),
+            scope: None,
+            code: None,
         }
     }
 }

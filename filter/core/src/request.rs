@@ -8,7 +8,7 @@ use crate::reject::{Reason, Rejection};
 
 /// Headers that must appear at most once: a second copy is a classic way to
 /// make two components read one request two ways.
-const SINGLE_HEADERS: [&str; 9] = [
+const SINGLE_HEADERS: [&str; 10] = [
     ":method",
     ":path",
     "content-type",
@@ -18,6 +18,7 @@ const SINGLE_HEADERS: [&str; 9] = [
     "mcp-method",
     "mcp-name",
     "mcp-session-id",
+    "authorization",
 ];
 
 /// The parts of the request head pqguard uses, copied out of the host once.
@@ -35,6 +36,8 @@ pub struct RequestHead {
     pub content_length: Option<u64>,
     /// `MCP-Protocol-Version`, if present.
     pub protocol_version: Option<String>,
+    /// `Authorization` (the bearer token; never logged).
+    pub authorization: Option<String>,
     /// `Mcp-Session-Id` (2025-03-26 to 2025-11-25; ignored in 2026-07-28).
     pub session_id: Option<String>,
     /// `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` (2026-07-28 mirrors).
@@ -110,6 +113,7 @@ impl RequestHead {
                 "mcp-method" => head.mirrors.method = Some(value),
                 "mcp-name" => head.mirrors.name = Some(value),
                 "mcp-session-id" => head.session_id = Some(value),
+                "authorization" => head.authorization = Some(value),
                 _ => {
                     if let Some(p) = param {
                         if head.mirrors.params.iter().any(|(n, _)| n == p) {
@@ -196,47 +200,64 @@ pub fn check_body_size(config: &Config, size: u64) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Inspects a complete POST body.
+/// Inspects a complete POST body: [`parse_body`] then [`validate`].
 pub fn inspect_body<'a>(
+    config: &Config,
+    head: &RequestHead,
+    body: &'a [u8],
+) -> Result<Inspected<'a>, Rejection> {
+    let inspected = parse_body(config, head, body)?;
+    validate(config, head, &inspected)?;
+    Ok(inspected)
+}
+
+/// Parses a complete POST body into its messages (size cap, strict JSON,
+/// JSON-RPC envelope, batch rules).
+pub fn parse_body<'a>(
     config: &Config,
     head: &RequestHead,
     body: &'a [u8],
 ) -> Result<Inspected<'a>, Rejection> {
     check_body_size(config, body.len() as u64)?;
     let version = head.protocol_version()?;
-    let inspected = mcp::parse_body(body, version, &config.parse)?;
+    Ok(mcp::parse_body(body, version, &config.parse)?)
+}
+
+/// Checks parsed messages against the request head and the protocol:
+/// header mirrors, known methods, no client responses in 2026-07-28.
+pub fn validate(
+    config: &Config,
+    head: &RequestHead,
+    inspected: &Inspected<'_>,
+) -> Result<(), Rejection> {
+    let version = head.protocol_version()?;
     for message in &inspected.messages {
-        let id = || message.id.map(str::to_owned);
         mirror::check(
             version,
             head.protocol_version.as_deref(),
             &head.mirrors,
             message,
         )
-        .map_err(|m| Rejection {
-            reason: Reason::HeaderMismatch,
-            id: id(),
-            detail: m.to_string(),
-        })?;
+        .map_err(|m| Rejection::new(Reason::HeaderMismatch, m.to_string()).with_id(message.id))?;
         match (message.kind, message.method.as_deref()) {
             (MessageKind::Response, _) if version >= ProtocolVersion::V2026_07_28 => {
-                return Err(Rejection {
-                    reason: Reason::InvalidRequest,
-                    id: id(),
-                    detail: format!("clients send no JSON-RPC responses in {version}"),
-                });
+                return Err(Rejection::new(
+                    Reason::InvalidRequest,
+                    format!("clients send no JSON-RPC responses in {version}"),
+                )
+                .with_id(message.id));
             }
             (_, Some(method)) if !config.method_allowed(version, method) => {
-                return Err(Rejection {
-                    reason: Reason::MethodNotFound,
-                    id: id(),
-                    detail: format!("method {method:?} is not defined in {version} and not allowed by configuration"),
-                });
+                return Err(Rejection::new(
+                    Reason::MethodNotFound,
+                    format!("method {method:?} is not defined in {version} and not allowed by configuration"),
+                )
+                .with_id(message.id));
             }
             _ => {}
         }
     }
-    Ok(inspected)
+    Ok(())
 }
 
 fn body_too_large(config: &Config, size: u64) -> Rejection {

@@ -13,6 +13,10 @@ pub const METHOD_NOT_FOUND: i32 = -32601;
 pub const HEADER_MISMATCH: i32 = -32020;
 /// JSON-RPC 2.0: invalid method parameters.
 pub const INVALID_PARAMS: i32 = -32602;
+/// pqguard: no valid token (HTTP 401).
+pub const UNAUTHORIZED: i32 = -32001;
+/// pqguard: denied by policy (HTTP 403).
+pub const FORBIDDEN: i32 = -32003;
 /// JSON-RPC 2.0: internal error.
 pub const INTERNAL_ERROR: i32 = -32603;
 
@@ -45,12 +49,20 @@ pub fn classify(reason: Reason) -> (u16, i32, &'static str) {
         Reason::HeaderMismatch => (400, HEADER_MISMATCH, "Header mismatch"),
         Reason::MethodNotFound => (404, METHOD_NOT_FOUND, "Method not found"),
         Reason::MethodNotAllowed => (405, INVALID_REQUEST, "Method not allowed"),
+        Reason::Unauthorized => (401, UNAUTHORIZED, "Unauthorized"),
+        Reason::Forbidden => (403, FORBIDDEN, "Forbidden"),
         Reason::HostError => (500, INTERNAL_ERROR, "Internal error"),
     }
 }
 
-/// Builds the local reply for a refusal.
+/// Builds the local reply for a refusal (no resource metadata URL).
 pub fn local_reply(rejection: &Rejection) -> LocalReply {
+    local_reply_with(rejection, None)
+}
+
+/// Builds the local reply for a refusal; `resource_metadata` is the RFC
+/// 9728 metadata URL advertised in `WWW-Authenticate` on 401 and 403.
+pub fn local_reply_with(rejection: &Rejection, resource_metadata: Option<&str>) -> LocalReply {
     let (status, code, message) = classify(rejection.reason);
     // `id` is raw JSON text that the strict scanner validated (a string with
     // quotes, or an integer), so it can be embedded as is.
@@ -64,11 +76,36 @@ pub fn local_reply(rejection: &Rejection) -> LocalReply {
     if rejection.reason == Reason::MethodNotAllowed {
         headers.push(("allow", "POST".to_owned()));
     }
+    let metadata = resource_metadata
+        .map(|u| format!("resource_metadata=\"{}\", ", quote_safe(u)))
+        .unwrap_or_default();
+    match (rejection.reason, rejection.scope.as_deref()) {
+        (Reason::Unauthorized, _) => headers.push((
+            "www-authenticate",
+            format!("Bearer {metadata}error=\"invalid_token\""),
+        )),
+        (Reason::Forbidden, Some(scope)) => headers.push((
+            "www-authenticate",
+            format!(
+                "Bearer {metadata}error=\"insufficient_scope\", scope=\"{}\"",
+                quote_safe(scope)
+            ),
+        )),
+        _ => {}
+    }
     LocalReply {
         status,
         headers,
         body,
     }
+}
+
+/// Drops characters that cannot appear in an RFC 7235 quoted-string as we
+/// emit it (quotes, backslashes, controls).
+fn quote_safe(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, '"' | '\\') && !c.is_control())
+        .collect()
 }
 
 /// The body that replaces an answer pqguard refused to pass (for example a
@@ -125,6 +162,43 @@ mod tests {
             sse.starts_with("event: message\ndata: {") && sse.ends_with("}\n\n"),
             "{sse}"
         );
+    }
+
+    #[test]
+    fn unauthorized_and_insufficient_scope_carry_challenges() {
+        let r = local_reply_with(
+            &Rejection::new(Reason::Unauthorized, "expired"),
+            Some("https://mcp.example/.well-known/oauth-protected-resource"),
+        );
+        assert_eq!(r.status, 401);
+        let www = r
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "www-authenticate")
+            .unwrap();
+        assert_eq!(www.1, "Bearer resource_metadata=\"https://mcp.example/.well-known/oauth-protected-resource\", error=\"invalid_token\"");
+        assert!(!r.body.contains("expired"));
+        let mut f = Rejection::new(Reason::Forbidden, "rule x");
+        f.scope = Some("tools:execute".into());
+        f.id = Some("7".into());
+        let r = local_reply(&f);
+        assert_eq!(r.status, 403);
+        let www = r
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "www-authenticate")
+            .unwrap();
+        assert_eq!(
+            www.1,
+            "Bearer error=\"insufficient_scope\", scope=\"tools:execute\""
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            (v["id"].as_i64(), v["error"]["code"].as_i64()),
+            (Some(7), Some(-32003))
+        );
+        let plain = local_reply(&Rejection::new(Reason::Forbidden, "rule x"));
+        assert!(plain.headers.iter().all(|(k, _)| *k != "www-authenticate"));
     }
 
     #[test]

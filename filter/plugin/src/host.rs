@@ -101,19 +101,40 @@ fn property(path: Vec<&str>) -> Option<String> {
 
 /// Copies the request head facts the core needs, from all request headers
 /// at once (so repeated headers are seen). Called once, in the
-/// request-headers callback (request headers are gone later).
-pub fn request_head() -> Result<RequestHead, Rejection> {
-    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|status| {
-        Rejection::new(
-            Reason::HostError,
-            HostError {
+/// request-headers callback (request headers are gone later). On a refusal
+/// the returned head still carries the method and path, for the record.
+pub fn request_head() -> (RequestHead, Option<Rejection>) {
+    let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        Ok(h) => h,
+        Err(status) => {
+            let e = HostError {
                 call: "get request headers",
                 status,
-            }
-            .to_string(),
-        )
-    })?;
-    RequestHead::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            };
+            return (
+                RequestHead::default(),
+                Some(Rejection::new(Reason::HostError, e.to_string())),
+            );
+        }
+    };
+    match RequestHead::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()))) {
+        Ok(head) => (head, None),
+        Err(rejection) => {
+            let pseudo = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            let head = RequestHead {
+                http_method: pseudo(":method"),
+                path: pseudo(":path"),
+                ..RequestHead::default()
+            };
+            (head, Some(rejection))
+        }
+    }
 }
 
 /// A response header, read in the response-headers callback.
@@ -169,4 +190,106 @@ pub fn crypto_facts(config: &Config) -> CryptoFacts {
         property(vec!["filter_state", &config.tls_group_key]),
         property(vec!["filter_state", &config.tls_cipher_key]),
     )
+}
+
+/// Seconds and milliseconds since the Unix epoch, from the host clock
+/// (0 if the host cannot tell; time checks then fail closed).
+pub fn now_millis() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whether the downstream connection presented a verified client certificate.
+pub fn mtls() -> bool {
+    matches!(hostcalls::get_property(vec!["connection", "mtls"]), Ok(Some(b)) if b.first() == Some(&1))
+}
+
+/// SHA-256 of the verified client certificate, hex (mTLS only).
+pub fn peer_certificate_digest() -> Option<String> {
+    property(vec!["connection", "sha256_peer_certificate_digest"]).filter(|d| !d.is_empty())
+}
+
+/// The upstream cluster a request was routed to.
+pub fn cluster_name() -> Option<String> {
+    property(vec!["xds", "cluster_name"]).filter(|c| !c.is_empty())
+}
+
+/// Reads process-wide shared data: value and compare-and-swap token.
+pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// Writes shared data if nobody changed it since `cas` was read.
+/// `Ok(false)` means somebody did: read again and retry.
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError> {
+    match hostcalls::set_shared_data(key, Some(value), cas) {
+        Ok(()) => Ok(true),
+        Err(Status::CasMismatch) => Ok(false),
+        Err(status) => Err(HostError {
+            call: "set shared data",
+            status,
+        }),
+    }
+}
+
+/// Defines a counter (`wasmcustom.<name>` in Envoy's stats).
+pub fn define_counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
+}
+
+/// Adds to a counter.
+pub fn increment(metric: u32, by: i64) {
+    let _ = hostcalls::increment_metric(metric, by);
+}
+
+/// Starts an HTTP call to a cluster; the answer arrives in the calling
+/// context's `on_http_call_response`.
+pub fn dispatch_get(
+    cluster: &str,
+    authority: &str,
+    path: &str,
+    timeout_ms: u64,
+) -> Result<u32, HostError> {
+    hostcalls::dispatch_http_call(
+        cluster,
+        vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+            ("accept", "application/json"),
+        ],
+        None,
+        vec![],
+        std::time::Duration::from_millis(timeout_ms),
+    )
+    .map_err(|status| HostError {
+        call: "dispatch http call",
+        status,
+    })
+}
+
+/// A header of the answer to an HTTP call (in `on_http_call_response`).
+pub fn call_response_header(name: &str) -> Option<String> {
+    match hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name) {
+        Ok(Some(b)) => String::from_utf8(b).ok(),
+        _ => None,
+    }
+}
+
+/// The body of the answer to an HTTP call.
+pub fn call_response_body(size: usize) -> Vec<u8> {
+    if size == 0 {
+        return Vec::new();
+    }
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Asks the host to call `on_tick` every `period`.
+pub fn set_tick(period: std::time::Duration) {
+    let _ = hostcalls::set_tick_period(period);
 }

@@ -130,7 +130,9 @@ mod tests {
 
     #[test]
     fn refuses_padding_standard_alphabet_whitespace_and_bad_lengths() {
-        for bad in ["Zg==", "Zm8=", "+/8", "Zm 9v", "Zm9v\n", "Z", "Zm9vY", "Zm9v.", "é"] {
+        for bad in [
+            "Zg==", "Zm8=", "+/8", "Zm 9v", "Zm9v\n", "Z", "Zm9vY", "Zm9v.", "é",
+        ] {
             assert!(decode(bad.as_bytes()).is_err(), "{bad:?}");
         }
     }

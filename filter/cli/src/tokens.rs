@@ -1,0 +1,234 @@
+//! Key and token commands: `keygen`, `jwks`, `mint`, `verify`.
+//!
+//! Interchange formats are the standard ones (RFC 7517 JWK/JWKS, RFC 9964
+//! `AKP` keys, RFC 7515 compact JWS), so other tools can read what these
+//! commands write and the other way round.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pqguard_core::token::{
+    self, Algorithm, AlgorithmSet, KeyError, KeySet, PrivateKey, PublicKey, ValidationOptions,
+};
+use serde_json::{Map, Value};
+
+use crate::args::Args;
+use crate::read_input;
+
+fn now() -> Result<u64, String> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| "the system clock is before 1970".to_owned())
+}
+
+fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| format!("no randomness from the system: {e}"))?;
+    Ok(buf)
+}
+
+fn algorithm(name: &str) -> Result<Algorithm, String> {
+    Algorithm::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+        format!("unknown algorithm {name:?}; one of: {}", names.join(", "))
+    })
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+/// `pqguard keygen --alg ALG [--kid ID]`: a private JWK on stdout. The seed
+/// (and the classical private key of composites) comes from the operating
+/// system's CSPRNG. Without `--kid`, the key id is the key's thumbprint.
+pub fn keygen(args: &[String]) -> Result<ExitCode, String> {
+    let a = Args::parse(args, &["alg", "kid"])?;
+    if !a.positional.is_empty() {
+        return Err(format!(
+            "keygen takes no positional argument\n{}",
+            crate::USAGE
+        ));
+    }
+    let alg = algorithm(a.required("alg")?)?;
+    let kid = a.one("kid")?.map(str::to_owned);
+    let mut attempts = 0;
+    let (entropy, key) = loop {
+        let entropy: [u8; 64] = random()?;
+        match PrivateKey::generate(alg, kid.clone(), &entropy) {
+            Ok(key) => break (entropy, key),
+            // A P-256 scalar out of range (probability ~2^-32): draw again.
+            Err(KeyError::InvalidEntropy) if attempts < 8 => attempts += 1,
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let key = match kid {
+        Some(_) => key,
+        // The thumbprint does not depend on the kid: same material, new kid.
+        None => PrivateKey::generate(alg, Some(key.public_key().thumbprint()), &entropy)
+            .map_err(|e| e.to_string())?,
+    };
+    println!("{}", pretty(&key.to_jwk()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The public keys in a file: a private JWK gives its public key, a public
+/// JWK or JWKS gives its usable keys.
+fn public_keys(path: &str) -> Result<Vec<PublicKey>, String> {
+    let bytes = read_input(Some(path))?;
+    let set = match KeySet::parse(&bytes) {
+        Ok(set) => set,
+        Err(KeyError::PrivateKeyMaterial { .. }) => {
+            let key = PrivateKey::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+            return Ok(vec![key.public_key().clone()]);
+        }
+        Err(e) => return Err(format!("{path}: {e}")),
+    };
+    for s in set.skipped() {
+        eprintln!(
+            "pqguard: {path}: key {} ({}) left out: {}",
+            s.index,
+            s.kid.as_deref().unwrap_or("no kid"),
+            s.reason.as_str()
+        );
+    }
+    Ok(set.keys().to_vec())
+}
+
+/// `pqguard jwks KEYFILE...`: the public JWKS of the given key files.
+pub fn jwks(args: &[String]) -> Result<ExitCode, String> {
+    let a = Args::parse(args, &[])?;
+    if a.positional.is_empty() {
+        return Err(format!("jwks needs at least one KEYFILE\n{}", crate::USAGE));
+    }
+    let mut keys = Vec::new();
+    for path in &a.positional {
+        keys.extend(public_keys(path)?);
+    }
+    let set = KeySet::from_keys(keys).map_err(|e| e.to_string())?;
+    println!("{}", pretty(&set.to_jwks()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Claims that `mint` sets from its own options; `--claim` may not set them.
+const MANAGED: [&str; 7] = ["iss", "aud", "sub", "scope", "exp", "iat", "jti"];
+
+/// `pqguard mint --key KEYFILE --iss I --aud A --ttl SECONDS [--sub S]
+/// [--scope "a b"] [--claim NAME=VALUE]...`: a compact JWS on stdout, with
+/// `iat` = now, `exp` = now + ttl and a random `jti`. A `--claim` value that
+/// parses as JSON is used as JSON (`tools=["echo"]`, `n=3`), otherwise as a string.
+pub fn mint(args: &[String]) -> Result<ExitCode, String> {
+    let a = Args::parse(args, &["key", "iss", "aud", "sub", "scope", "ttl", "claim"])?;
+    if !a.positional.is_empty() {
+        return Err(format!(
+            "mint takes no positional argument\n{}",
+            crate::USAGE
+        ));
+    }
+    let key_path = a.required("key")?;
+    let key =
+        PrivateKey::parse(&read_input(Some(key_path))?).map_err(|e| format!("{key_path}: {e}"))?;
+    let ttl: u64 = a
+        .required("ttl")?
+        .parse()
+        .map_err(|_| "--ttl takes a number of seconds".to_owned())?;
+    let now = now()?;
+    let mut claims = Map::new();
+    claims.insert("iss".into(), Value::String(a.required("iss")?.to_owned()));
+    let audiences = a.all("aud");
+    match audiences {
+        [] => return Err(format!("--aud is required\n{}", crate::USAGE)),
+        [one] => claims.insert("aud".into(), Value::String(one.clone())),
+        many => claims.insert(
+            "aud".into(),
+            Value::Array(many.iter().cloned().map(Value::String).collect()),
+        ),
+    };
+    if let Some(sub) = a.one("sub")? {
+        claims.insert("sub".into(), Value::String(sub.to_owned()));
+    }
+    if let Some(scope) = a.one("scope")? {
+        claims.insert("scope".into(), Value::String(scope.to_owned()));
+    }
+    claims.insert("iat".into(), Value::from(now));
+    claims.insert(
+        "exp".into(),
+        Value::from(now.checked_add(ttl).ok_or("--ttl is too large")?),
+    );
+    claims.insert(
+        "jti".into(),
+        Value::String(token::base64url_encode(&random::<16>()?)),
+    );
+    for claim in a.all("claim") {
+        let (name, value) = claim
+            .split_once('=')
+            .ok_or_else(|| format!("--claim {claim:?}: expected NAME=VALUE"))?;
+        if MANAGED.contains(&name) {
+            return Err(format!("--claim cannot set {name:?}: use its own option"));
+        }
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        if claims.insert(name.to_owned(), value).is_some() {
+            return Err(format!("--claim {name:?} given twice"));
+        }
+    }
+    let jws = token::mint(&key, &claims).ok_or("signing failed")?;
+    println!("{jws}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pqguard verify --jwks FILE [--aud A] [--iss I]... [--leeway S] [--alg ALG]... TOKEN|-`:
+/// verifies as the filter does (same code), at the current time. Prints the
+/// claims as JSON and exits 0, or prints the precise reason and exits 1.
+pub fn verify(args: &[String]) -> Result<ExitCode, String> {
+    let a = Args::parse(args, &["jwks", "aud", "iss", "leeway", "alg"])?;
+    let [token_arg] = a.positional.as_slice() else {
+        return Err(format!(
+            "verify takes one TOKEN (or - for stdin)\n{}",
+            crate::USAGE
+        ));
+    };
+    let token = if token_arg == "-" {
+        String::from_utf8(read_input(None)?).map_err(|_| "the token is not UTF-8".to_owned())?
+    } else {
+        token_arg.clone()
+    };
+    let token = token.trim();
+    let jwks_path = a.required("jwks")?;
+    let keys =
+        KeySet::from_keys(public_keys(jwks_path)?).map_err(|e| format!("{jwks_path}: {e}"))?;
+    let mut opts = ValidationOptions {
+        audience: a.one("aud")?.map(str::to_owned),
+        ..ValidationOptions::default()
+    };
+    if !a.all("iss").is_empty() {
+        opts.issuers = Some(a.all("iss").to_vec());
+    }
+    if let Some(leeway) = a.one("leeway")? {
+        opts.leeway_secs = leeway
+            .parse()
+            .map_err(|_| "--leeway takes a number of seconds".to_owned())?;
+    }
+    if !a.all("alg").is_empty() {
+        opts.algorithms = a
+            .all("alg")
+            .iter()
+            .map(|n| algorithm(n))
+            .collect::<Result<AlgorithmSet, _>>()?;
+    }
+    match token::verify(token, &keys, &opts, now()?) {
+        Ok(v) => {
+            eprintln!(
+                "pqguard: valid: alg {} ({}), kid {}",
+                v.alg,
+                v.class(),
+                v.kid.as_deref().unwrap_or("-")
+            );
+            println!("{}", pretty(&Value::Object(v.claims.all.clone())));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("pqguard: invalid token: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Per-VM state shared by the root context and every request of one
+//! worker: the compiled configuration, the current key set, the verified
+//! token cache, latency baselines and metrics.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use proxy_wasm::types::LogLevel;
+
+use pqguard_core::config::Config;
+use pqguard_core::threat::{IdentityState, LatencyBaseline};
+use pqguard_core::token::{KeySet, TokenCache};
+
+use crate::host;
+
+/// Metrics with fixed names (documented in the README). Dynamic families
+/// (`pqguard.kex.<group>`, `pqguard.denied.<reason>`, …) are defined on
+/// first use by [`Vm::count`].
+pub const FIXED_METRICS: [&str; 12] = [
+    "pqguard.requests",
+    "pqguard.allowed",
+    "pqguard.rejected",
+    "pqguard.downgrade_attempts",
+    "pqguard.pin_violations",
+    "pqguard.latency_alerts",
+    "pqguard.token_cache.hit",
+    "pqguard.token_cache.miss",
+    "pqguard.jwks.fetch_ok",
+    "pqguard.jwks.fetch_failed",
+    "pqguard.jwks.rejected",
+    "pqguard.tools_removed",
+];
+
+/// State of one VM (one Envoy worker).
+pub struct Vm {
+    /// The compiled configuration.
+    pub config: Config,
+    /// Keys in force: inline keys, replaced by the remote set once fetched
+    /// (a remote set that fails to parse never replaces a good one).
+    pub keys: RefCell<Option<Arc<KeySet>>>,
+    /// Verified tokens.
+    pub cache: RefCell<TokenCache>,
+    /// Latency baselines per upstream cluster.
+    latency: RefCell<HashMap<String, LatencyBaseline>>,
+    metrics: RefCell<HashMap<String, u32>>,
+    /// "A crypto fact is missing" is logged once per VM, not per request.
+    pub missing_facts_logged: Cell<bool>,
+}
+
+impl Vm {
+    /// A VM state for a freshly compiled configuration.
+    pub fn new(config: Config) -> Self {
+        let keys = config
+            .auth
+            .as_ref()
+            .and_then(|a| a.inline_keys.clone())
+            .map(Arc::new);
+        let capacity = config.auth.as_ref().map_or(1, |a| a.cache_capacity);
+        let vm = Self {
+            config,
+            keys: RefCell::new(keys),
+            cache: RefCell::new(TokenCache::new(capacity)),
+            latency: RefCell::new(HashMap::new()),
+            metrics: RefCell::new(HashMap::new()),
+            missing_facts_logged: Cell::new(false),
+        };
+        for name in FIXED_METRICS {
+            vm.count(name, 0);
+        }
+        vm
+    }
+
+    /// Adds `by` to the counter `name`, defining it on first use.
+    pub fn count(&self, name: &str, by: i64) {
+        let id = {
+            let mut metrics = self.metrics.borrow_mut();
+            match metrics.get(name) {
+                Some(id) => Some(*id),
+                None => {
+                    let id = host::define_counter(name);
+                    if let Some(id) = id {
+                        metrics.insert(name.to_owned(), id);
+                    }
+                    id
+                }
+            }
+        };
+        if let (Some(id), true) = (id, by != 0) {
+            host::increment(id, by);
+        }
+    }
+
+    /// Replaces the key set (a rotation); cached verifications made with
+    /// the old set no longer answer.
+    pub fn install_keys(&self, keys: KeySet) {
+        self.cache.borrow_mut().clear();
+        *self.keys.borrow_mut() = Some(Arc::new(keys));
+    }
+
+    /// Adds a latency sample for `cluster`; returns the exceeded baseline
+    /// when the sample is a spike.
+    pub fn observe_latency(&self, cluster: &str, ms: f64) -> Option<f64> {
+        let factor = self.config.connectivity.latency_spike_factor;
+        let mut all = self.latency.borrow_mut();
+        all.entry(cluster.to_owned())
+            .or_default()
+            .observe(ms, factor)
+    }
+}
+
+/// Reads, changes and writes one identity's shared state with
+/// compare-and-swap, retrying when another worker raced us. Returns what
+/// `change` returned on the attempt that was stored. On a host error the
+/// change is applied to a fresh state and not stored (logged).
+pub fn update_identity<T>(key: &str, mut change: impl FnMut(&mut IdentityState) -> T) -> T {
+    for _ in 0..8 {
+        let (bytes, cas) = host::shared_get(key);
+        let mut state = bytes
+            .as_deref()
+            .map(IdentityState::decode)
+            .unwrap_or_default();
+        let out = change(&mut state);
+        match host::shared_set(key, &state.encode(), cas) {
+            Ok(true) => return out,
+            Ok(false) => continue,
+            Err(e) => {
+                host::log(LogLevel::Error, &format!("pqguard: identity state: {e}"));
+                return out;
+            }
+        }
+    }
+    host::log(
+        LogLevel::Warn,
+        "pqguard: identity state contended; last change not stored",
+    );
+    change(&mut IdentityState::default())
+}
+
+/// Reads one identity's shared state without changing it.
+pub fn read_identity(key: &str) -> IdentityState {
+    host::shared_get(key)
+        .0
+        .as_deref()
+        .map(IdentityState::decode)
+        .unwrap_or_default()
+}
+
+/// Shared-data key remembering that a pinned tool's definition changed.
+pub fn pin_key(tool: &str) -> String {
+    format!("pqguard.pin_violation.{tool}")
+}
+
+/// Whether a pinned tool is currently in violation (seen changed).
+pub fn pin_violated(tool: &str) -> bool {
+    matches!(host::shared_get(&pin_key(tool)).0.as_deref(), Some(v) if v != b"ok")
+}
+
+/// Records the state of a pinned tool (`ok` or the digest seen).
+pub fn set_pin_state(tool: &str, value: &[u8]) {
+    let key = pin_key(tool);
+    for _ in 0..4 {
+        let (_, cas) = host::shared_get(&key);
+        match host::shared_set(&key, value, cas) {
+            Ok(false) => continue,
+            Ok(true) | Err(_) => return,
+        }
+    }
+}
+
+/// Metric-safe form of a name (group, cipher, algorithm).
+pub fn metric_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
