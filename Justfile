@@ -69,7 +69,7 @@ test-interop:
     PQGUARD_CLI=target/debug/pqguard {{python}} -m pytest -c tests/pytest.ini tests/interop
 
 # Everything CI runs.
-test: setup lint test-unit test-wasm test-interop test-e2e
+test: setup lint test-unit test-wasm test-interop test-e2e test-ship
 
 # Benchmarks, figures only (no pass/fail): body inspection natively and as wasm in V8, then Envoy requests/s with and without pqguard. About 3 minutes; see bench/README.md.
 bench: setup build _wrk
@@ -98,3 +98,85 @@ _wrk:
         echo "wrk is needed: install it (Debian/Ubuntu: sudo apt-get install wrk)" >&2
         exit 1
     fi
+
+# --- Shipping: OCI image, compose stack, Kubernetes examples, releases (deploy/README-deploying.md) ---
+
+# Debian packages of the shipping tests (podman, runc, docker-registry, skopeo) and the Python test dependencies; idempotent.
+setup-ship:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=()
+    for tool in podman runc docker-registry skopeo; do
+        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "installing ${missing[*]}"
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        else
+            echo "needed: ${missing[*]} (Debian/Ubuntu: sudo apt-get install ${missing[*]})" >&2
+            exit 1
+        fi
+    fi
+    test -x {{python}} || python3 -m venv {{venv}}
+    {{python}} -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+# Package dist/pqguard.wasm as an OCI image layout in dist/oci/: tag VERSION (Wasm artifact) and VERSION-compat (plugin.wasm image).
+oci: build
+    {{python}} deploy/oci/build_layout.py --wasm {{wasm}} --out dist/oci
+
+# Regenerate envoy/compose/edge.yaml and server.yaml from the Envoy templates the tests run.
+compose-configs:
+    cd tests && {{python}} -m harness.compose write
+
+# Demo CA and certificates for envoy/compose.yaml in dist/compose/certs (valid 2 days; run again to renew).
+compose-certs:
+    cd tests && {{python}} -m harness.compose certs {{justfile_directory()}}/dist/compose/certs
+
+# Run envoy/compose.yaml with podman-compose (images built locally), run the demo scenario against it, tear it down.
+compose-test: setup-ship build
+    {{python}} -m pytest -c tests/pytest.ini tests/ship/test_compose.py
+
+# The shipping tests: the OCI image through a real registry into Envoy, the compose stack, the Kubernetes examples.
+test-ship: setup-ship build
+    {{python}} -m pytest -c tests/pytest.ini tests/ship
+
+# Release artifacts in dist/release/VERSION/: pqguard.wasm and its SHA-256, the OCI layout (directory and tar), the pqguard CLI.
+release VERSION:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    version="{{VERSION}}"
+    if ! [[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]]; then
+        echo "VERSION must look like 1.2.3 or 1.2.3-rc.1 (it is also the OCI tag)" >&2
+        exit 2
+    fi
+    crate_version=$({{python}} -c 'import tomllib; print(tomllib.load(open("Cargo.toml", "rb"))["workspace"]["package"]["version"])')
+    [ "$version" = "$crate_version" ] || echo "note: VERSION $version differs from the workspace version $crate_version in Cargo.toml"
+    commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+    build="$commit"
+    [ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || build="$commit-dirty"
+    # Read by pqguard-core (option_env!) at build time: logged in pqguard.start and printed by `pqguard version`.
+    export PQGUARD_VERSION="$version" PQGUARD_BUILD="$build"
+    # The OCI layout's creation time and tar mtimes: the commit's time, so a rebuild gives the same digests.
+    export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+    triple=$(rustc -vV | sed -n 's/^host: //p')
+    out=dist/release/$version
+    rm -rf "$out" && mkdir -p "$out"
+    cargo build --release --locked --target wasm32-wasip1 -p pqguard-plugin
+    cargo build --release --locked -p pqguard-cli
+    cp target/wasm32-wasip1/release/pqguard.wasm "$out/pqguard.wasm"
+    cp target/release/pqguard "$out/pqguard-$version-$triple"
+    {{python}} deploy/oci/build_layout.py --wasm "$out/pqguard.wasm" --out "$out/oci" \
+        --version "$version" --revision "$build" --tar "$out/pqguard-$version-oci.tar"
+    # The version and build must be in both binaries.
+    "$out/pqguard-$version-$triple" version | grep -qE "^pqguard $version( |$)" \
+        || { echo "the CLI does not report version $version" >&2; exit 1; }
+    {{python}} -c 'import sys; data = open(sys.argv[1], "rb").read(); missing = [s for s in sys.argv[2:] if s.encode() not in data]; sys.exit(f"not embedded in pqguard.wasm: {missing}" if missing else 0)' \
+        "$out/pqguard.wasm" "$version" "$build"
+    cd "$out"
+    sha256sum pqguard.wasm > pqguard.wasm.sha256
+    sha256sum pqguard.wasm "pqguard-$version-$triple" "pqguard-$version-oci.tar" > SHA256SUMS
+    echo "release $version (build $build) in $out:"
+    cat SHA256SUMS
+    echo "OCI manifests: $(tr ',' '\n' < oci/index.json | grep -o 'sha256:[0-9a-f]*' | tr '\n' ' ')"
