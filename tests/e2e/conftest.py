@@ -11,7 +11,7 @@ Environment:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from harness.relay import TrailerRelay
 
 NO_FILTER = baseline_requested()
 _TOPOLOGY = pytest.StashKey["Topology"]()
-_EXTRA_TOPOLOGIES = pytest.StashKey["list[Topology]"]()
+_EXTRA_TOPOLOGIES = pytest.StashKey["list[tuple[str, Topology]]"]()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -70,15 +70,29 @@ def small_cap_pqguard(request: pytest.FixtureRequest) -> Topology:
     return start_extra_topology(request, {"limits": {"max_body_bytes": 4096}})
 
 
-def start_extra_topology(request: pytest.FixtureRequest, plugin_config: Mapping[str, Any]) -> Topology:
-    """Start a second topology whose edge runs pqguard with ``plugin_config``; it stops with the
-    requesting fixture. Fails like the session topology when the module is missing."""
+def start_extra_topology(
+    request: pytest.FixtureRequest,
+    plugin_config: Mapping[str, Any] | str | Callable[[Topology], Mapping[str, Any] | str],
+    *,
+    label: str | None = None,
+    plugin_config_as_string: bool = True,
+    **topology_options: Any,
+) -> Topology:
+    """Start another topology whose edge runs pqguard with ``plugin_config``; it stops with the
+    requesting fixture (a module-scoped fixture: at the end of the module). Fails like the
+    session topology when the module is missing.
+
+    ``plugin_config_as_string=False`` hands the configuration over as the template's
+    ``google.protobuf.Struct`` (what an operator writes in envoy.yaml; required for YAML text
+    and configuration functions, see :class:`Topology`); the default passes the JSON as a
+    ``StringValue``. ``label`` names the topology in failure reports (default: its configuration);
+    ``topology_options`` go to :class:`Topology` (for example ``extra_clusters``)."""
     if not wasm_path().is_file():
         pytest.fail(f"pqguard module not found at {wasm_path()}", pytrace=False)
-    # StringValue: Envoy hands a Struct configuration to wasm as serialized protobuf (see render_pqguard_filter).
-    topo = Topology(plugin_config=plugin_config, plugin_config_as_string=True)
+    as_string = plugin_config_as_string and not callable(plugin_config) and not isinstance(plugin_config, str)
+    topo = Topology(plugin_config=plugin_config, plugin_config_as_string=as_string, **topology_options)
     extras = request.config.stash.setdefault(_EXTRA_TOPOLOGIES, [])
-    extras.append(topo)
+    extras.append((label or f"the topology with {plugin_config}", topo))
     request.addfinalizer(topo.stop)
     topo.start()
     return topo
@@ -92,10 +106,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         topo = item.config.stash.get(_TOPOLOGY, None)
         if topo is not None and topo.processes:
             report.sections.append(("process logs (tails)", topo.dump_logs(lines=60)))
-        for extra in item.config.stash.get(_EXTRA_TOPOLOGIES, []):
+        for label, extra in item.config.stash.get(_EXTRA_TOPOLOGIES, []):
             if extra.processes:
-                report.sections.append((f"process logs of the topology with {extra.plugin_config} (tails)",
-                                        extra.dump_logs(lines=60)))
+                report.sections.append((f"process logs of {label} (tails)", extra.dump_logs(lines=60)))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import string
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ from .paths import ENVOY_CONFIG_DIR, envoy_binary
 from .processes import ManagedProcess
 
 FILTER_PLACEHOLDER = "${PQGUARD_FILTER}"
+EXTRA_CLUSTERS_PLACEHOLDER = "${EXTRA_CLUSTERS}"
 
 # Admin requests go straight to loopback, never through a proxy from the environment.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -40,19 +42,25 @@ STRING_VALUE_TYPE = '"@type": type.googleapis.com/google.protobuf.StringValue'
 
 def render_pqguard_filter(
     wasm: Path | str,
-    plugin_config: Mapping[str, Any] | None = None,
+    plugin_config: Mapping[str, Any] | str | None = None,
     *,
     config_as_string: bool = False,
 ) -> str:
     """The http_filters entry that loads pqguard (``envoy/pqguard-filter.yaml``), at column 0.
 
-    ``config_as_string=True`` hands the configuration to the plugin as a
-    ``google.protobuf.StringValue`` holding the JSON text, instead of the template's
-    ``google.protobuf.Struct``. Envoy gives a wasm plugin the *serialized protobuf* of a
-    Struct configuration (only StringValue and BytesValue arrive as their contents), which
-    pqguard's JSON parser cannot read unless the Struct is empty; a test that needs a
-    non-default configuration uses the StringValue form.
+    ``plugin_config`` is a mapping (written as JSON, which is also YAML flow style) or
+    the text of a YAML block, inserted verbatim (indented) under the Struct's ``value:``,
+    the way an operator writes it in envoy.yaml.
+
+    The template hands the configuration to the plugin as a ``google.protobuf.Struct``:
+    Envoy gives a wasm plugin the *serialized protobuf* of that Struct, which pqguard
+    decodes. ``config_as_string=True`` (mapping only) hands it over as a
+    ``google.protobuf.StringValue`` holding the JSON text instead; pqguard reads both.
     """
+    if isinstance(plugin_config, str):
+        if config_as_string:
+            raise ValueError("config_as_string needs a mapping, not YAML text")
+        return _with_yaml_config(render_pqguard_filter(wasm, {YAML_MARKER: True}), plugin_config)
     config_json = json.dumps(dict(plugin_config or {}), sort_keys=True)
     text = render_template("pqguard-filter.yaml", {"PQGUARD_WASM": str(wasm), "PQGUARD_CONFIG": config_json})
     if config_as_string:
@@ -64,10 +72,32 @@ def render_pqguard_filter(
     return _strip_leading_comments(text)
 
 
-def render_edge(values: Mapping[str, Any], pqguard_filter: str | None) -> str:
+YAML_MARKER = "__pqguard_yaml_config__"
+
+
+def _with_yaml_config(block: str, yaml_text: str) -> str:
+    """Replace the rendered ``value: {"<YAML_MARKER>": true}`` line by ``value:`` and ``yaml_text`` below it."""
+    marker_line = f'value: {json.dumps({YAML_MARKER: True})}'
+    lines = block.splitlines()
+    (index,) = [i for i, line in enumerate(lines) if line.strip() == marker_line]
+    indent = lines[index][: len(lines[index]) - len(lines[index].lstrip())] + "  "
+    body = textwrap.dedent(yaml_text).strip("\n").splitlines()
+    lines[index: index + 1] = [indent[:-2] + "value:", *(indent + line if line.strip() else "" for line in body)]
+    return "\n".join(lines)
+
+
+def _indented(line: str, block: str) -> list[str]:
+    """``block``'s lines indented to the column of the placeholder ``line``."""
+    indent = line[: len(line) - len(line.lstrip())]
+    return [indent + block_line if block_line else "" for block_line in block.splitlines()]
+
+
+def render_edge(values: Mapping[str, Any], pqguard_filter: str | None, *, extra_clusters: str | None = None) -> str:
     """Fill in ``envoy/edge.yaml``; ``pqguard_filter=None`` renders the baseline without the filter.
 
     The filter block is indented to the column of the ``${PQGUARD_FILTER}`` placeholder.
+    ``extra_clusters`` (YAML list items at column 0, for example ``- name: jwks ...``) is
+    indented to the column of ``${EXTRA_CLUSTERS}``; without it that line is left out.
     """
     template = (ENVOY_CONFIG_DIR / "edge.yaml").read_text()
     lines = template.splitlines()
@@ -75,10 +105,12 @@ def render_edge(values: Mapping[str, Any], pqguard_filter: str | None) -> str:
     for line in lines:
         if line.strip() == FILTER_PLACEHOLDER:
             if pqguard_filter:
-                indent = line[: len(line) - len(line.lstrip())]
-                out.extend(indent + block_line if block_line else "" for block_line in pqguard_filter.splitlines())
+                out.extend(_indented(line, pqguard_filter))
             else:
                 out.append(indent_comment(line, "(pqguard not loaded: baseline without the filter)"))
+        elif line.strip() == EXTRA_CLUSTERS_PLACEHOLDER:
+            if extra_clusters:
+                out.extend(_indented(line, textwrap.dedent(extra_clusters).strip("\n")))
         else:
             out.append(line)
     text = "\n".join(out) + "\n"

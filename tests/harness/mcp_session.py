@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,7 @@ async def connect(
     mode: str = "legacy",
     read_timeout: float = 30.0,
     handshake_version: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Client]:
     """An SDK ``Client`` connected to ``url``.
 
@@ -61,10 +62,13 @@ async def connect(
     ``server/discover`` first and use the 2026-07-28 revision if the server has it.
     ``handshake_version`` (legacy mode) is the revision ``initialize`` offers (see
     :func:`handshake_offer`). ``ca_cert`` is needed for an ``https://`` URL signed by the test CA.
+    ``headers`` go with every request of the session (for example ``Authorization: Bearer …``):
+    the SDK sends whatever its httpx client is configured with.
     """
     verify: ssl.SSLContext | bool = ssl_context(ca_cert) if ca_cert else True
     # trust_env=False: loopback traffic must never go through a proxy from the environment.
-    async with httpx2.AsyncClient(verify=verify, trust_env=False, timeout=httpx2.Timeout(30.0, read=300.0)) as http:
+    async with httpx2.AsyncClient(verify=verify, trust_env=False, timeout=httpx2.Timeout(30.0, read=300.0),
+                                  headers=dict(headers or {})) as http:
         transport = streamable_http_client(url, http_client=http)
         with handshake_offer(handshake_version):
             async with Client(transport, mode=mode, read_timeout_seconds=read_timeout) as client:
@@ -94,10 +98,12 @@ async def scripted_session(
     echo_text: str = "hello through pqguard",
     full: bool = True,
     timeout: float = 60.0,
+    headers: Mapping[str, str] | None = None,
 ) -> SessionSummary:
-    """initialize (or discover), tools/list, tools/call echo; with ``full`` also the prompt and the resource."""
+    """initialize (or discover), tools/list, tools/call echo; with ``full`` also the prompt and the resource.
+    ``headers`` go with every request (see :func:`connect`)."""
     with anyio.fail_after(timeout):
-        async with connect(url, ca_cert=ca_cert, mode=mode) as client:
+        async with connect(url, ca_cert=ca_cert, mode=mode, headers=headers) as client:
             tools = await client.list_tools()
             echoed = await client.call_tool("echo", {"text": echo_text})
             summary = SessionSummary(

@@ -79,10 +79,13 @@ def mirrored_name(method: str, params: dict[str, Any] | None) -> str | None:
 class RawMcpSession:
     """One MCP session at ``version``; use as a context manager (``open()`` runs the handshake)."""
 
-    def __init__(self, url: str, version: str, *, ca_cert: Path | None = None, prefix: str = "raw") -> None:
+    def __init__(self, url: str, version: str, *, ca_cert: Path | None = None, prefix: str = "raw",
+                 extra_headers: Headers | None = None) -> None:
+        """``extra_headers`` (for example ``[("authorization", "Bearer …")]``) go with every request."""
         self.url = url
         self.version = version
         self.prefix = prefix
+        self.extra_headers: Headers = list(extra_headers or [])
         self.session_id: str | None = None
         self.initialize_result: dict[str, Any] | None = None
         verify = ssl_context(ca_cert) if ca_cert else False
@@ -123,7 +126,7 @@ class RawMcpSession:
 
     def headers(self, method: str | None = None, params: dict[str, Any] | None = None) -> Headers:
         """The headers this version sends with ``method`` (after the handshake)."""
-        headers: Headers = [("content-type", "application/json"), ("accept", ACCEPT)]
+        headers: Headers = [("content-type", "application/json"), ("accept", ACCEPT), *self.extra_headers]
         if self.session_id and not self.modern:
             headers.append(("mcp-session-id", self.session_id))
         if self.version >= "2025-06-18":
@@ -159,7 +162,7 @@ class RawMcpSession:
         """The handshake of a handshake-era version: ``initialize`` then ``notifications/initialized``."""
         if self.modern:
             return
-        init_headers: Headers = [("content-type", "application/json"), ("accept", ACCEPT)]
+        init_headers: Headers = [("content-type", "application/json"), ("accept", ACCEPT), *self.extra_headers]
         params = {"protocolVersion": self.version, "capabilities": {},
                   "clientInfo": {"name": "pqguard-e2e-raw", "version": "1.0.0"}}
         response, answer = self.request("initialize", params, headers=init_headers)

@@ -1,8 +1,10 @@
 """The records pqguard writes to Envoy's log.
 
-pqguard logs one line per request, one per ``tools/list`` answer it read and one
-at VM start, each a marker followed by a JSON object on the same line; Envoy
-puts its own prefix before it::
+pqguard logs one line per request, one per ``tools/list`` answer it read, one
+at VM start, one per alert (downgrade, pin violation, latency spike, flagged
+identity) and one per JWKS fetch outcome, each a marker followed by a JSON
+object on the same line; Envoy puts its own prefix before it, with the id of the
+thread (one VM per thread) that logged it::
 
     [2026-...][1234][info][wasm] [source/extensions/common/wasm/context.cc:1192] wasm log pqguard pqguard: pqguard.request {"method": "tools/call", ...}
 """
@@ -10,6 +12,7 @@ puts its own prefix before it::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,11 @@ from .processes import wait_until
 REQUEST_MARKER = "pqguard.request "
 START_MARKER = "pqguard.start "
 TOOLS_MARKER = "pqguard.tools "
+ALERT_MARKER = "pqguard.alert "
+JWKS_MARKER = "pqguard.jwks "
+
+# Envoy's log prefix: [date time][thread id][level][component]
+_THREAD = re.compile(r"^\[[^\]]*\]\[(\d+)\]")
 
 Record = dict[str, Any]
 
@@ -49,7 +57,9 @@ def _complete_lines(log_path: Path, since: int) -> list[str]:
     return data[: end + 1].decode("utf-8", "replace").splitlines()
 
 
-def parse_marked_lines(lines: list[str], marker: str) -> list[Record]:
+def parse_marked_lines(lines: list[str], marker: str, *, thread_key: str | None = None) -> list[Record]:
+    """The JSON objects that follow ``marker``; with ``thread_key``, each also gets the id of
+    the Envoy thread that logged it under that key."""
     decoder = json.JSONDecoder()
     records = []
     for line in lines:
@@ -63,6 +73,9 @@ def parse_marked_lines(lines: list[str], marker: str) -> list[Record]:
             raise LogRecordError(f"no JSON after {marker.strip()!r} ({err}): {line}") from None
         if not isinstance(record, dict):
             raise LogRecordError(f"{marker.strip()!r} is followed by a JSON {type(record).__name__}, not an object: {line}")
+        if thread_key is not None:
+            match = _THREAD.match(line)
+            record[thread_key] = int(match.group(1)) if match else None
         records.append(record)
     return records
 
@@ -72,9 +85,22 @@ def pqguard_log_records(log_path: Path, since: int = 0) -> list[Record]:
     return parse_marked_lines(_complete_lines(log_path, since), REQUEST_MARKER)
 
 
-def pqguard_start_records(log_path: Path, since: int = 0) -> list[Record]:
-    """All ``pqguard.start`` records (one per VM start)."""
-    return parse_marked_lines(_complete_lines(log_path, since), START_MARKER)
+def pqguard_start_records(log_path: Path, since: int = 0, *, thread_key: str | None = None) -> list[Record]:
+    """All ``pqguard.start`` records (one per VM start; see :func:`parse_marked_lines` for ``thread_key``)."""
+    return parse_marked_lines(_complete_lines(log_path, since), START_MARKER, thread_key=thread_key)
+
+
+def pqguard_alert_records(log_path: Path, since: int = 0) -> list[Record]:
+    """All ``pqguard.alert`` records: ``{"kind": "downgrade"|"pin_violation"|"latency_spike"|"flagged",
+    "identity": "<iss>|<sub>"|null, "tls_group": ..., "detail": ...}``."""
+    return parse_marked_lines(_complete_lines(log_path, since), ALERT_MARKER)
+
+
+def pqguard_jwks_records(log_path: Path, since: int = 0, *, thread_key: str | None = None) -> list[Record]:
+    """All ``pqguard.jwks`` records, one per remote key set outcome of one VM:
+    ``{"outcome": "installed", "kids": [...], ...}``, ``{"outcome": "rejected", "reason": ...}``
+    or ``{"outcome": "fetch_failed", "reason": ..., "retry_in_s": ...}``."""
+    return parse_marked_lines(_complete_lines(log_path, since), JWKS_MARKER, thread_key=thread_key)
 
 
 def pqguard_tools_records(log_path: Path, since: int = 0) -> list[Record]:

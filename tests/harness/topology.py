@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,18 +32,33 @@ from .envoy import EnvoyProcess, listener_stat_prefix, render_edge, render_pqgua
 from .paths import MCP_SERVER_SCRIPT, WORK_ROOT, wasm_path
 from .ports import free_ports
 from .processes import ManagedProcess, tail, wait_until
-from .records import Record, log_mark, pqguard_log_records, pqguard_start_records, pqguard_tools_records
+from .records import (
+    Record,
+    log_mark,
+    pqguard_alert_records,
+    pqguard_jwks_records,
+    pqguard_log_records,
+    pqguard_start_records,
+    pqguard_tools_records,
+)
 from .relay import TrailerRelay
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
+PluginConfig = Mapping[str, Any] | str
+
 KEEP_RUNS = 10  # run directories kept under .work/ (configs, certificates, logs of recent runs)
+
+# Run directories of this process's topologies that have not stopped: never pruned (a test
+# session may start more topologies than KEEP_RUNS, and its first one is still running).
+_LIVE_RUN_DIRS: set[Path] = set()
 
 
 def _prune_old_runs(root: Path, keep: int) -> None:
     runs = sorted(root.glob("e2e-*"), key=lambda p: p.stat().st_mtime)
     for old in runs[: max(0, len(runs) - keep + 1)]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old not in _LIVE_RUN_DIRS:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -71,17 +86,27 @@ class Topology:
         *,
         with_filter: bool = True,
         wasm: Path | None = None,
-        plugin_config: Mapping[str, Any] | None = None,
+        plugin_config: PluginConfig | Callable[[Topology], PluginConfig] | None = None,
         plugin_config_as_string: bool = False,
         run_dir: Path | None = None,
         concurrency: int | None = 2,
         with_client: bool = True,
+        extra_clusters: str | None = None,
     ) -> None:
+        """``plugin_config``: a mapping, the text of a YAML block (see :func:`render_pqguard_filter`),
+        or a function of the topology that returns either; a function is called once the MCP
+        server answers (and before the edge starts), so the configuration can depend on what
+        the server offers (for example pinned tool digests). ``plugin_config_as_string`` hands
+        a mapping over as a ``StringValue`` instead of the template's ``Struct``.
+        ``extra_clusters`` are more clusters for the edge (see :func:`render_edge`)."""
         self.with_filter = with_filter
         self.wasm = (wasm or wasm_path()) if with_filter else None
-        self.plugin_config = dict(plugin_config or {})
-        # See render_pqguard_filter: a non-empty configuration must reach the plugin as a StringValue.
+        self._plugin_config_source = plugin_config if callable(plugin_config) else None
+        self.plugin_config: PluginConfig = (
+            {} if callable(plugin_config) or plugin_config is None
+            else plugin_config if isinstance(plugin_config, str) else dict(plugin_config))
         self.plugin_config_as_string = plugin_config_as_string
+        self.extra_clusters = extra_clusters
         self.concurrency = concurrency
         self.with_client = with_client
         if run_dir is None:
@@ -89,6 +114,7 @@ class Topology:
             _prune_old_runs(WORK_ROOT, keep=KEEP_RUNS)
             run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("e2e-%Y%m%d-%H%M%S-"), dir=WORK_ROOT))
         self.run_dir = run_dir
+        _LIVE_RUN_DIRS.add(run_dir)
         self.ports = Ports.allocate()
         self.pki: TestPki | None = None
         self.mcp_server: ManagedProcess | None = None
@@ -140,6 +166,10 @@ class Topology:
         )
         self._launch(self.server_envoy)
 
+        if self._plugin_config_source is not None:
+            self._wait_for_mcp_server()
+            config = self._plugin_config_source(self)
+            self.plugin_config = config if isinstance(config, str) else dict(config)
         pqguard = (render_pqguard_filter(self.wasm, self.plugin_config, config_as_string=self.plugin_config_as_string)
                    if self.with_filter else None)
         self.edge = EnvoyProcess(
@@ -148,7 +178,7 @@ class Topology:
                 "ADMIN_PORT": p.edge_admin, "LISTEN_PORT": p.edge,
                 "CERT_CHAIN": self.pki.edge_cert, "PRIVATE_KEY": self.pki.edge_key,
                 "UPSTREAM_PORT": p.server_envoy, "UPSTREAM_SNI": self.pki.server_name, "CA_CERT": self.pki.ca_cert,
-            }, pqguard),
+            }, pqguard, extra_clusters=self.extra_clusters),
             self.run_dir, p.edge_admin, base_id + 2, self.concurrency,
         )
         self._launch(self.edge)
@@ -166,8 +196,7 @@ class Topology:
             self._launch(self.client)
 
         # Everything listens; the MCP server must answer too (it started first, but Python is slow).
-        wait_until(self._mcp_server_answers, timeout=30, what="the MCP server",
-                   on_timeout=lambda: self.mcp_server.log_tail() if self.mcp_server else "")
+        self._wait_for_mcp_server()
         (self.run_dir / "ready.json").write_text(json.dumps(self.ready_seconds(), indent=2) + "\n")
 
     def start_trailer_relay(self) -> TrailerRelay:
@@ -192,6 +221,10 @@ class Topology:
         if isinstance(process, EnvoyProcess):
             process.wait_ready()
 
+    def _wait_for_mcp_server(self) -> None:
+        wait_until(self._mcp_server_answers, timeout=30, what="the MCP server",
+                   on_timeout=lambda: self.mcp_server.log_tail() if self.mcp_server else "")
+
     def _mcp_server_answers(self) -> bool:
         assert self.mcp_server is not None
         self.mcp_server.check_running()
@@ -207,6 +240,7 @@ class Topology:
                 process.stop()
             except Exception as err:  # keep stopping the others
                 print(f"warning: stopping {process.name}: {err}", file=sys.stderr)
+        _LIVE_RUN_DIRS.discard(self.run_dir)
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -261,6 +295,28 @@ class Topology:
 
     def pqguard_tools_records(self, since: int = 0) -> list[Record]:
         return pqguard_tools_records(self.edge_log, since)
+
+    def pqguard_alert_records(self, since: int = 0) -> list[Record]:
+        return pqguard_alert_records(self.edge_log, since)
+
+    def pqguard_jwks_records(self, since: int = 0) -> list[Record]:
+        """``pqguard.jwks`` records, each with the id of the Envoy thread (VM) that logged it under ``"thread"``."""
+        return pqguard_jwks_records(self.edge_log, since, thread_key="thread")
+
+    def pqguard_vm_threads(self) -> set[int]:
+        """The Envoy threads that started a pqguard VM (from the ``pqguard.start`` records): the main
+        thread and one per worker."""
+        return {r["thread"] for r in pqguard_start_records(self.edge_log, thread_key="thread") if r["thread"]}
+
+    def set_tool_description(self, tool: str, description: str | None) -> dict[str, Any]:
+        """Change what the MCP server says a tool does (``None``: back to the original), asked directly,
+        not through Envoy; returns the server's answer ``{"tool", "description", "original"}``.
+        A server that changes a tool after it was approved is a "rug pull"."""
+        url = f"http://127.0.0.1:{self.ports.mcp}/debug/tools/{tool}"
+        body = json.dumps({"description": description}).encode()
+        request = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json"})
+        with _opener.open(request, timeout=5) as response:
+            return json.loads(response.read())
 
     def mcp_received(self) -> list[dict[str, Any]]:
         """What the MCP server received on /mcp, in order (asked directly, not through Envoy)."""

@@ -205,7 +205,7 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
 }
 
 /// Seconds to wait before the next JWKS refresh: the configured interval,
-/// shortened by a `Cache-Control: max-age` (never below 5 s).
+/// shortened by a `Cache-Control: max-age` (a max-age never brings it below 5 s).
 pub fn refresh_after(cache_control: Option<&str>, configured: u64) -> u64 {
     let max_age = cache_control.and_then(|cc| {
         cc.split(',').find_map(|d| {
@@ -217,7 +217,8 @@ pub fn refresh_after(cache_control: Option<&str>, configured: u64) -> u64 {
         })
     });
     match max_age {
-        Some(a) => a.clamp(5, configured.max(5)),
+        // max-age only ever shortens the configured interval, never below 5 s.
+        Some(a) => a.max(5).min(configured),
         None => configured,
     }
 }
@@ -265,5 +266,6 @@ mod tests {
         assert_eq!(refresh_after(Some("max-age=3600"), 300), 300);
         assert_eq!(refresh_after(Some("max-age=1"), 300), 5);
         assert_eq!(refresh_after(Some("no-cache"), 300), 300);
+        assert_eq!(refresh_after(Some("max-age=60"), 2), 2);
     }
 }

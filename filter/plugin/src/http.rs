@@ -74,6 +74,9 @@ pub struct Request {
     body_size: usize,
     answer: Answer,
     started_ms: u64,
+    /// A refusal decided on the headers (token, downgrade) that waits for
+    /// the body so the JSON-RPC error can echo the request id.
+    pending: Option<Rejection>,
 }
 
 impl Request {
@@ -91,6 +94,7 @@ impl Request {
             body_size: 0,
             answer: Answer::PassThrough,
             started_ms: 0,
+            pending: None,
         }
     }
 
@@ -117,7 +121,23 @@ impl Request {
                 return self.refuse(Rejection::new(Reason::HostError, format!("body: {e}")));
             }
         };
-        let inspected = match request::parse_body(&self.vm.config, &self.head, &body) {
+        let parsed = request::parse_body(&self.vm.config, &self.head, &body);
+        if let Some(pending) = self.pending.take() {
+            // Refused on the headers: the body only supplies the id to echo.
+            return match parsed {
+                Ok(inspected) => {
+                    let id = if inspected.batch {
+                        None
+                    } else {
+                        inspected.messages.first().and_then(|m| m.id)
+                    };
+                    let record = self.record().with_inspected(&inspected);
+                    self.refuse_with(record, pending.with_id(id))
+                }
+                Err(_) => self.refuse(pending),
+            };
+        }
+        let inspected = match parsed {
             Ok(i) => i,
             Err(rejection) => return self.refuse(rejection),
         };
@@ -197,18 +217,10 @@ impl Request {
 
     /// Turns a policy denial into a refusal; counts it against the identity.
     fn denied(&self, d: Denial, m: &Message<'_>) -> Rejection {
-        let mut r = Rejection::new(
-            Reason::Forbidden,
-            match &d.rule {
-                Some(rule) => format!("{} (rule {rule:?})", d.detail),
-                None => d.detail.clone(),
-            },
-        )
-        .with_id(m.id);
+        // The detail already names the deciding rule.
+        let mut r = Rejection::new(Reason::Forbidden, d.detail.clone()).with_id(m.id);
         r.scope = d.missing_scope.clone();
         r.code = Some(d.reason.as_str());
-        self.vm
-            .count(&format!("pqguard.denied.{}", d.reason.as_str()), 1);
         if let (Some(key), Some(policy)) = (&self.identity, &self.vm.config.policy) {
             let now = host::now_millis() / 1000;
             let anomaly = matches!(
@@ -277,6 +289,9 @@ impl Request {
 
     fn refuse_with(&mut self, record: RequestRecord, rejection: Rejection) -> Action {
         self.vm.count("pqguard.rejected", 1);
+        if let (Reason::Forbidden, Some(code)) = (rejection.reason, rejection.code) {
+            self.vm.count(&format!("pqguard.denied.{code}"), 1);
+        }
         let record = record.with_rejection(&rejection);
         host::log(
             LogLevel::Info,
@@ -534,10 +549,19 @@ impl HttpContext for Request {
             self.phase = Phase::Refused;
             return Action::Pause;
         }
-        if let Err(rejection) = self.authenticate() {
-            return self.refuse(rejection);
-        }
-        if let Err(rejection) = self.check_downgrade() {
+        let early = self.authenticate().and_then(|()| self.check_downgrade());
+        if let Err(rejection) = early {
+            let inspectable = self.head.http_method == "POST"
+                && matches!(
+                    request::check_head(&self.vm.config, &self.head),
+                    HeadVerdict::InspectBody
+                );
+            if inspectable && !end_of_stream {
+                // Hold the request and read the body for its id; nothing is forwarded.
+                self.pending = Some(rejection);
+                self.phase = Phase::Buffering;
+                return Action::Pause;
+            }
             return self.refuse(rejection);
         }
         match request::check_head(&self.vm.config, &self.head) {
@@ -578,6 +602,8 @@ impl HttpContext for Request {
         }
         self.body_size = body_size;
         if let Err(rejection) = request::check_body_size(&self.vm.config, body_size as u64) {
+            // A refusal decided on the headers takes precedence.
+            let rejection = self.pending.take().unwrap_or(rejection);
             return self.refuse(rejection);
         }
         if end_of_stream {
