@@ -63,10 +63,10 @@ test-wasm:
 test-e2e: build
     {{python}} -m pytest -c tests/pytest.ini tests/e2e
 
-# Token interop: pqguard's CLI against an independent ML-DSA implementation (dilithium-py).
+# The CLI against independent implementations: tokens and audit logs made with dilithium-py and hashlib, tool pins.
 test-interop:
     cargo build --locked -p pqguard-cli
-    PQGUARD_CLI=target/debug/pqguard {{python}} -m pytest -c tests/pytest.ini tests/interop
+    PQGUARD_CLI=target/debug/pqguard {{python}} -m pytest -c tests/pytest.ini tests/interop tests/audit
 
 # Everything CI runs.
 test: setup lint test-unit test-wasm test-interop test-e2e test-ship

@@ -1,12 +1,13 @@
-//! A small flag parser: `--name value` pairs (repeatable) and positional
-//! arguments. Unknown flags are errors.
+//! A small flag parser: `--name value` pairs (repeatable), `--name`
+//! switches, and positional arguments. Unknown flags are errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Parsed arguments of one command.
 #[derive(Debug, Default)]
 pub struct Args {
     flags: BTreeMap<&'static str, Vec<String>>,
+    switches: BTreeSet<&'static str>,
     /// Positional arguments, in order.
     pub positional: Vec<String>,
 }
@@ -14,10 +15,23 @@ pub struct Args {
 impl Args {
     /// Parses `args`; `flags` lists the accepted flag names (without `--`).
     pub fn parse(args: &[String], flags: &[&'static str]) -> Result<Self, String> {
+        Self::parse_with_switches(args, flags, &[])
+    }
+
+    /// Like [`Args::parse`]; `switches` lists flags that take no value.
+    pub fn parse_with_switches(
+        args: &[String],
+        flags: &[&'static str],
+        switches: &[&'static str],
+    ) -> Result<Self, String> {
         let mut out = Self::default();
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             if let Some(name) = arg.strip_prefix("--") {
+                if let Some(&known) = switches.iter().find(|s| **s == name) {
+                    out.switches.insert(known);
+                    continue;
+                }
                 let Some(&known) = flags.iter().find(|f| **f == name) else {
                     return Err(format!("unknown option --{name}\n{}", super::USAGE));
                 };
@@ -28,6 +42,11 @@ impl Args {
             }
         }
         Ok(out)
+    }
+
+    /// Whether a switch was given.
+    pub fn switch(&self, name: &str) -> bool {
+        self.switches.contains(name)
     }
 
     /// Every value given for a flag.

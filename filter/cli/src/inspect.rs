@@ -81,3 +81,44 @@ pub fn check_config(args: &[String]) -> Result<ExitCode, String> {
         }
     }
 }
+
+/// `pqguard pin [ANSWER_FILE]`: the pins of every tool in a `tools/list`
+/// answer (JSON, or an event stream as servers send it), ready to paste
+/// under `policy.pins`. Feed it a live answer, for example
+/// `curl -s … -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' | pqguard pin`.
+pub fn pin(args: &[String]) -> Result<ExitCode, String> {
+    if args.len() > 1 {
+        return Err("pin takes at most one ANSWER_FILE".into());
+    }
+    let bytes = super::read_input(args.first().map(String::as_str))?;
+    let answer = tools_list_answer(&bytes)?;
+    let mut pins = serde_json::Map::new();
+    for tool in answer.tools() {
+        pins.insert(
+            tool.name.clone(),
+            serde_json::Value::String(tool.digest_hex()),
+        );
+    }
+    let doc = serde_json::json!({ "pins": pins });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `tools/list` answer in a JSON body or in the events of a stream.
+fn tools_list_answer(bytes: &[u8]) -> Result<pqguard_core::tools::ToolsListAnswer, String> {
+    use pqguard_core::sse::SseParser;
+    use pqguard_core::tools::ToolsListAnswer;
+    if let Ok(a) = ToolsListAnswer::parse(bytes) {
+        return Ok(a);
+    }
+    let mut parser = SseParser::new(bytes.len().max(1));
+    let mut events = parser.push(bytes).map_err(|e| e.to_string())?;
+    events.extend(parser.finish().map_err(|e| e.to_string())?);
+    events
+        .iter()
+        .find_map(|e| ToolsListAnswer::parse(&e.data).ok())
+        .ok_or_else(|| "no tools/list answer found (JSON or event stream)".to_owned())
+}

@@ -11,13 +11,20 @@
 //! - `pqguard mint --key KEYFILE --iss I --aud A --ttl SECONDS ...`: a signed token.
 //! - `pqguard verify --jwks FILE [--aud A] [--iss I] TOKEN`: check a token as
 //!   the filter would; prints the claims, or the precise reason and exits 1.
+//! - `pqguard pin [ANSWER_FILE]`: SHA3-256 pins of the tools in a
+//!   `tools/list` answer, for `policy.pins`.
+//! - `pqguard audit verify --jwks FILE [LOG...]`: check the audit trail's
+//!   hash chains and signed checkpoints; exits 1 naming the first bad record.
+//! - `pqguard audit report [--json] [LOG...]`: the crypto inventory of the
+//!   audit trail (who still uses classical cryptography).
 //! - `pqguard version`.
 //!
-//! Exit codes: 0 success, 1 refused (inspect, verify, check-config), 2 usage
-//! or I/O error.
+//! Exit codes: 0 success, 1 refused (inspect, verify, check-config) or
+//! tampered (audit verify), 2 usage or I/O error.
 #![forbid(unsafe_code)]
 
 mod args;
+mod audit;
 mod inspect;
 mod tokens;
 
@@ -33,6 +40,9 @@ const USAGE: &str = "usage:
                [--sub SUBJECT] [--scope \"a b\"] [--claim NAME=VALUE]...
   pqguard verify --jwks FILE [--aud AUDIENCE] [--iss ISSUER]... [--leeway SECONDS]
                  [--alg ALG]... TOKEN|-
+  pqguard pin [ANSWER_FILE]
+  pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]... [--json] [LOG...]
+  pqguard audit report [--json] [LOG...]
   pqguard version
 
 algorithms: ML-DSA-44 ML-DSA-65 ML-DSA-87 ML-DSA-65-Ed25519 ML-DSA-65-ES256 EdDSA ES256";
@@ -43,6 +53,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("inspect") => inspect::inspect(rest),
         Some("check-config") => inspect::check_config(rest),
+        Some("pin") => inspect::pin(rest),
+        Some("audit") => audit::audit(rest),
         Some("keygen") => tokens::keygen(rest),
         Some("jwks") => tokens::jwks(rest),
         Some("mint") => tokens::mint(rest),

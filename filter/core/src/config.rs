@@ -33,6 +33,8 @@ struct RawConfig {
     policy: Option<RawPolicy>,
     #[serde(default)]
     auth: Option<crate::auth::RawAuth>,
+    #[serde(default)]
+    audit: Option<crate::audit::RawAudit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +126,8 @@ pub struct Config {
     pub policy: Option<Policy>,
     /// Token validation; `None` means no tokens are checked.
     pub auth: Option<crate::auth::AuthConfig>,
+    /// The audit trail; `None` means no audit records.
+    pub audit: Option<crate::audit::AuditSettings>,
 }
 
 impl Default for Config {
@@ -140,6 +144,7 @@ impl Default for Config {
             connectivity: Connectivity::default(),
             policy: None,
             auth: None,
+            audit: None,
         })
     }
 }
@@ -225,6 +230,11 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         auth: raw
             .auth
             .map(crate::auth::compile)
+            .transpose()
+            .map_err(ConfigError)?,
+        audit: raw
+            .audit
+            .map(crate::audit::settings::compile)
             .transpose()
             .map_err(ConfigError)?,
     })

@@ -6,6 +6,7 @@
 //! same natively, as wasm in a JavaScript engine and inside Envoy.
 //!
 //! Where each concern lives:
+//! - [`audit`]: the audit trail: hash-chained records, ML-DSA-65 signed checkpoints, verifier, crypto inventory.
 //! - [`auth`]: which tokens are accepted, key sources, RFC 9728 metadata.
 //! - [`json`]: strict single-pass JSON scanner (duplicate keys, depth, UTF-8).
 //! - [`mcp`]: MCP / JSON-RPC message inspection across protocol versions.
@@ -24,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod crypto;

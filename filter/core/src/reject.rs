@@ -44,6 +44,9 @@ pub enum Reason {
     /// Policy denied the request (403; `insufficient_scope` when a scope
     /// is what is missing).
     Forbidden,
+    /// Strict audit mode and the audit collector is failing or its queue
+    /// is full: an unrecorded request must not happen (503).
+    AuditUnavailable,
     /// The host failed to hand over something the decision needs (the body,
     /// a property): refuse rather than forward uninspected (500, -32603).
     HostError,
@@ -65,6 +68,7 @@ impl Reason {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::AuditUnavailable => "audit_unavailable",
             Self::HostError => "host_error",
         }
     }

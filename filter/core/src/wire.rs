@@ -51,6 +51,7 @@ pub fn classify(reason: Reason) -> (u16, i32, &'static str) {
         Reason::MethodNotAllowed => (405, INVALID_REQUEST, "Method not allowed"),
         Reason::Unauthorized => (401, UNAUTHORIZED, "Unauthorized"),
         Reason::Forbidden => (403, FORBIDDEN, "Forbidden"),
+        Reason::AuditUnavailable => (503, INTERNAL_ERROR, "Service unavailable"),
         Reason::HostError => (500, INTERNAL_ERROR, "Internal error"),
     }
 }

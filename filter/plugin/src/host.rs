@@ -293,3 +293,41 @@ pub fn call_response_body(size: usize) -> Vec<u8> {
 pub fn set_tick(period: std::time::Duration) {
     let _ = hostcalls::set_tick_period(period);
 }
+
+/// Starts an HTTP POST to a cluster (the audit collector).
+pub fn dispatch_post(
+    cluster: &str,
+    authority: &str,
+    path: &str,
+    body: &[u8],
+    timeout_ms: u64,
+) -> Result<u32, HostError> {
+    hostcalls::dispatch_http_call(
+        cluster,
+        vec![
+            (":method", "POST"),
+            (":path", path),
+            (":authority", authority),
+            ("content-type", "application/x-ndjson"),
+        ],
+        Some(body),
+        vec![],
+        std::time::Duration::from_millis(timeout_ms),
+    )
+    .map_err(|status| HostError {
+        call: "dispatch http call",
+        status,
+    })
+}
+
+/// Envoy's id of the current request (`x-request-id`), for audit records.
+pub fn request_id() -> Option<String> {
+    property(vec!["request", "id"]).filter(|s| !s.is_empty())
+}
+
+/// 8 random bytes as hex (WASI `random_get`, served by the host).
+pub fn random_hex8() -> Option<String> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).ok()?;
+    Some(b.iter().map(|x| format!("{x:02x}")).collect())
+}

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
+use pqguard_core::audit;
 use pqguard_core::auth::{self, RESOURCE_METADATA_PATH};
 use pqguard_core::crypto::CryptoFacts;
 use pqguard_core::mcp::{Inspected, Message, MessageKind, Target};
@@ -77,6 +78,9 @@ pub struct Request {
     /// A refusal decided on the headers (token, downgrade) that waits for
     /// the body so the JSON-RPC error can echo the request id.
     pending: Option<Rejection>,
+    /// The audit record of this request, written once its outcome is known
+    /// (refusals at once; forwarded requests when the response starts).
+    audit: Option<audit::Decision>,
 }
 
 impl Request {
@@ -95,6 +99,24 @@ impl Request {
             answer: Answer::PassThrough,
             started_ms: 0,
             pending: None,
+            audit: None,
+        }
+    }
+
+    /// A fresh audit record with this request's crypto facts and identity.
+    fn audit_base(&self) -> audit::Decision {
+        audit::Decision::new(&self.facts, self.token.as_deref()).with_request_id(host::request_id())
+    }
+
+    /// Writes this request's audit record, once.
+    fn write_audit(&mut self, status: Option<u16>) {
+        if self.vm.config.audit.is_none() {
+            return;
+        }
+        if let Some(d) = self.audit.take() {
+            let latency = host::now_millis().saturating_sub(self.started_ms);
+            self.vm
+                .audit_decision(&d.with_upstream(status, Some(latency)));
         }
     }
 
@@ -122,6 +144,13 @@ impl Request {
             }
         };
         let parsed = request::parse_body(&self.vm.config, &self.head, &body);
+        if let Some(settings) = &self.vm.config.audit {
+            let mut d = self.audit_base().with_body(&body);
+            if let Ok(inspected) = &parsed {
+                d = d.with_inspected(inspected, settings.include_arguments);
+            }
+            self.audit = Some(d);
+        }
         if let Some(pending) = self.pending.take() {
             // Refused on the headers: the body only supplies the id to echo.
             return match parsed {
@@ -250,6 +279,11 @@ impl Request {
     }
 
     fn alert(&self, kind: &str, detail: &str) {
+        if self.vm.config.audit.is_some() {
+            let a = audit::Anomaly::new(kind, detail)
+                .with_request(host::request_id(), self.token.as_deref());
+            self.vm.audit_anomaly(&a);
+        }
         let who = self.token.as_ref().map(|t| {
             format!(
                 "{}|{}",
@@ -274,6 +308,9 @@ impl Request {
 
     fn forward(&mut self, record: &RequestRecord) -> Action {
         self.vm.count("pqguard.allowed", 1);
+        if self.vm.config.audit.is_some() && self.audit.is_none() {
+            self.audit = Some(self.audit_base());
+        }
         host::log(
             LogLevel::Info,
             &format!("{REQUEST_MARKER} {}", record.to_json()),
@@ -291,6 +328,11 @@ impl Request {
         self.vm.count("pqguard.rejected", 1);
         if let (Reason::Forbidden, Some(code)) = (rejection.reason, rejection.code) {
             self.vm.count(&format!("pqguard.denied.{code}"), 1);
+        }
+        if self.vm.config.audit.is_some() {
+            let d = self.audit.take().unwrap_or_else(|| self.audit_base());
+            self.audit = Some(d.with_rejection(&rejection));
+            self.write_audit(None);
         }
         let record = record.with_rejection(&rejection);
         host::log(
@@ -544,6 +586,12 @@ impl HttpContext for Request {
             return self.refuse(rejection);
         }
         self.head.has_body = !end_of_stream;
+        if self.vm.audit_blocks() {
+            return self.refuse(Rejection::new(
+                Reason::AuditUnavailable,
+                "strict audit: the collector is failing or its queue is full",
+            ));
+        }
         if let Some(reply) = self.metadata_reply() {
             self.send(&reply);
             self.phase = Phase::Refused;
@@ -624,6 +672,10 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.phase == Phase::Decided {
+            let status = host::response_header(":status").and_then(|s| s.parse().ok());
+            self.write_audit(status);
+        }
         if self.phase == Phase::Decided && self.vm.config.connectivity.alert_on_latency_spike {
             if let Some(cluster) = host::cluster_name() {
                 let ms = host::now_millis().saturating_sub(self.started_ms) as f64;
@@ -718,5 +770,10 @@ impl HttpContext for Request {
         }
         self.answer = Answer::PassThrough;
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // A forwarded request whose response never started (reset, timeout).
+        self.write_audit(None);
     }
 }

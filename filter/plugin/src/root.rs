@@ -8,6 +8,7 @@ use std::time::Duration;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
+use pqguard_core::audit::{batch_body, Chain};
 use pqguard_core::auth;
 use pqguard_core::config::Config;
 use pqguard_core::record::{json_string, START_MARKER};
@@ -16,7 +17,7 @@ use pqguard_core::tools::hex;
 
 use crate::host;
 use crate::http::Request;
-use crate::vm::Vm;
+use crate::vm::{AuditState, Vm};
 
 /// Marker of the line logged when a key set is installed or refused.
 pub const JWKS_MARKER: &str = "pqguard.jwks";
@@ -31,6 +32,10 @@ pub struct Root {
     in_flight: Option<u32>,
     /// Consecutive failed fetches (for back-off).
     failures: u32,
+    /// The audit batch in flight to the collector: call token and lines.
+    audit_in_flight: Option<(u32, Vec<String>)>,
+    /// When the audit queue is next flushed (ms since the epoch).
+    next_flush_ms: u64,
 }
 
 impl Root {
@@ -57,7 +62,100 @@ impl Root {
     }
 }
 
+impl Root {
+    /// Ships a batch of audit lines when the queue is ready.
+    fn flush_audit(&mut self, vm: &Vm, now: u64) {
+        let Some(collector) = vm.config.audit.as_ref().and_then(|a| a.collector.clone()) else {
+            return;
+        };
+        if self.audit_in_flight.is_some() || now < self.next_flush_ms {
+            return;
+        }
+        self.next_flush_ms = now.saturating_add(collector.flush_ms);
+        let batch = {
+            let mut audit = vm.audit.borrow_mut();
+            let Some(queue) = audit.as_mut().and_then(|a| a.queue.as_mut()) else {
+                return;
+            };
+            queue.take_batch(collector.max_batch, now)
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let body = batch_body(&batch);
+        match host::dispatch_post(
+            &collector.cluster,
+            &collector.authority,
+            &collector.path,
+            &body,
+            collector.timeout_ms,
+        ) {
+            Ok(token) => self.audit_in_flight = Some((token, batch)),
+            Err(e) => {
+                vm.count("pqguard.audit.ship_failed", 1);
+                host::log(LogLevel::Warn, &format!("pqguard: audit collector: {e}"));
+                if let Some(q) = vm
+                    .audit
+                    .borrow_mut()
+                    .as_mut()
+                    .and_then(|a| a.queue.as_mut())
+                {
+                    q.failed(batch, now);
+                }
+            }
+        }
+    }
+
+    /// The collector answered (or the call failed).
+    fn audit_answer(&mut self, vm: &Vm, batch: Vec<String>) {
+        let status = host::call_response_header(":status");
+        let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
+        let now = host::now_millis();
+        let n = i64::try_from(batch.len()).unwrap_or(i64::MAX);
+        let retry = {
+            let mut audit = vm.audit.borrow_mut();
+            let Some(queue) = audit.as_mut().and_then(|a| a.queue.as_mut()) else {
+                return;
+            };
+            if ok {
+                queue.delivered();
+                None
+            } else {
+                Some(queue.failed(batch, now))
+            }
+        };
+        match retry {
+            None => vm.count("pqguard.audit.shipped", n),
+            Some(at) => {
+                vm.count("pqguard.audit.ship_failed", 1);
+                host::log(
+                    LogLevel::Warn,
+                    &format!(
+                        "pqguard: audit collector answered {}; retry at {at}",
+                        status.as_deref().unwrap_or("nothing (timeout or reset)")
+                    ),
+                );
+            }
+        }
+    }
+}
+
 impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        // A last checkpoint so the chain's tail is signed when the VM stops.
+        if let Some(vm) = self.vm.clone() {
+            let line = vm
+                .audit
+                .borrow_mut()
+                .as_mut()
+                .and_then(|a| a.chain.checkpoint(host::now_millis()));
+            if let Some(line) = line {
+                vm.emit_audit(vec![line]);
+            }
+        }
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -65,6 +163,15 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
+        if let Some((token, batch)) = self.audit_in_flight.take() {
+            if token == token_id {
+                if let Some(vm) = self.vm.clone() {
+                    self.audit_answer(&vm, batch);
+                }
+                return;
+            }
+            self.audit_in_flight = Some((token, batch));
+        }
         if self.in_flight != Some(token_id) {
             return;
         }
@@ -149,7 +256,39 @@ impl RootContext for Root {
             }
         };
         let remote = config.auth.as_ref().is_some_and(|a| a.remote.is_some());
+        let audit_settings = config.audit.clone();
         let vm = Rc::new(Vm::new(config));
+        if let Some(settings) = audit_settings {
+            let now = host::now_millis();
+            let Some(nonce) = host::random_hex8() else {
+                host::log(
+                    LogLevel::Error,
+                    "pqguard: audit: no randomness for the chain id",
+                );
+                return false;
+            };
+            let chain_id = format!("{now}-{nonce}");
+            match Chain::new(
+                &chain_id,
+                &bytes,
+                now,
+                now,
+                settings.policy,
+                settings.signer.clone(),
+            ) {
+                Ok((chain, lines)) => {
+                    *vm.audit.borrow_mut() = Some(AuditState {
+                        chain,
+                        queue: settings.collector.as_ref().map(|c| c.queue()),
+                    });
+                    vm.emit_audit(lines);
+                }
+                Err(e) => {
+                    host::log(LogLevel::Error, &format!("pqguard: audit: {e}"));
+                    return false;
+                }
+            }
+        }
         host::log(
             LogLevel::Info,
             &format!(
@@ -166,7 +305,9 @@ impl RootContext for Root {
         self.in_flight = None;
         self.failures = 0;
         self.next_fetch_ms = 0;
-        if remote {
+        self.audit_in_flight = None;
+        self.next_flush_ms = 0;
+        if remote || vm_has_audit(self.vm.as_deref()) {
             host::set_tick(Duration::from_millis(500));
         }
         true
@@ -174,6 +315,16 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
+        let now = host::now_millis();
+        let line = vm
+            .audit
+            .borrow_mut()
+            .as_mut()
+            .and_then(|a| a.chain.tick(now));
+        if let Some(line) = line {
+            vm.emit_audit(vec![line]);
+        }
+        self.flush_audit(&vm, now);
         let Some(remote) = vm.config.auth.as_ref().and_then(|a| a.remote.clone()) else {
             return;
         };
@@ -206,4 +357,8 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+fn vm_has_audit(vm: Option<&Vm>) -> bool {
+    vm.is_some_and(|v| v.config.audit.is_some())
 }

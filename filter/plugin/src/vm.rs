@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use proxy_wasm::types::LogLevel;
 
+use pqguard_core::audit::{AuditQueue, Chain, Push};
 use pqguard_core::config::Config;
 use pqguard_core::threat::{IdentityState, LatencyBaseline};
 use pqguard_core::token::{KeySet, TokenCache};
@@ -17,7 +18,7 @@ use crate::host;
 /// Metrics with fixed names (documented in the README). Dynamic families
 /// (`pqguard.kex.<group>`, `pqguard.denied.<reason>`, …) are defined on
 /// first use by [`Vm::count`].
-pub const FIXED_METRICS: [&str; 12] = [
+pub const FIXED_METRICS: [&str; 16] = [
     "pqguard.requests",
     "pqguard.allowed",
     "pqguard.rejected",
@@ -30,7 +31,20 @@ pub const FIXED_METRICS: [&str; 12] = [
     "pqguard.jwks.fetch_failed",
     "pqguard.jwks.rejected",
     "pqguard.tools_removed",
+    "pqguard.audit.records",
+    "pqguard.audit.dropped",
+    "pqguard.audit.shipped",
+    "pqguard.audit.ship_failed",
 ];
+
+/// The audit trail of one VM: its hash chain and, with a collector, the
+/// queue of lines waiting to be shipped.
+pub struct AuditState {
+    /// The VM's chain (one chain per VM: see `pqguard_core::audit`).
+    pub chain: Chain,
+    /// Lines waiting for the collector.
+    pub queue: Option<AuditQueue>,
+}
 
 /// State of one VM (one Envoy worker).
 pub struct Vm {
@@ -46,6 +60,8 @@ pub struct Vm {
     metrics: RefCell<HashMap<String, u32>>,
     /// "A crypto fact is missing" is logged once per VM, not per request.
     pub missing_facts_logged: Cell<bool>,
+    /// The audit trail, when configured.
+    pub audit: RefCell<Option<AuditState>>,
 }
 
 impl Vm {
@@ -64,6 +80,7 @@ impl Vm {
             latency: RefCell::new(HashMap::new()),
             metrics: RefCell::new(HashMap::new()),
             missing_facts_logged: Cell::new(false),
+            audit: RefCell::new(None),
         };
         for name in FIXED_METRICS {
             vm.count(name, 0);
@@ -96,6 +113,65 @@ impl Vm {
     pub fn install_keys(&self, keys: KeySet) {
         self.cache.borrow_mut().clear();
         *self.keys.borrow_mut() = Some(Arc::new(keys));
+    }
+
+    /// Writes audit lines (already prefixed) to the log and the collector queue.
+    pub fn emit_audit(&self, lines: Vec<String>) {
+        let Some(settings) = &self.config.audit else {
+            return;
+        };
+        let mut dropped = 0i64;
+        {
+            let mut audit = self.audit.borrow_mut();
+            let queue = audit.as_mut().and_then(|a| a.queue.as_mut());
+            let mut queue = queue;
+            for line in lines {
+                if settings.log {
+                    host::log(LogLevel::Info, &line);
+                }
+                if let Some(q) = queue.as_deref_mut() {
+                    if let Push::Dropped { .. } = q.push(line) {
+                        dropped += 1;
+                    }
+                }
+            }
+        }
+        self.count("pqguard.audit.dropped", dropped);
+    }
+
+    /// Appends a decision to the chain and emits the lines.
+    pub fn audit_decision(&self, decision: &pqguard_core::audit::Decision) {
+        let lines = {
+            let mut audit = self.audit.borrow_mut();
+            let Some(state) = audit.as_mut() else { return };
+            state.chain.append_decision(host::now_millis(), decision)
+        };
+        self.count("pqguard.audit.records", 1);
+        self.emit_audit(lines);
+    }
+
+    /// Appends an anomaly to the chain and emits the lines.
+    pub fn audit_anomaly(&self, anomaly: &pqguard_core::audit::Anomaly) {
+        let lines = {
+            let mut audit = self.audit.borrow_mut();
+            let Some(state) = audit.as_mut() else { return };
+            state.chain.append_anomaly(host::now_millis(), anomaly)
+        };
+        self.count("pqguard.audit.records", 1);
+        self.emit_audit(lines);
+    }
+
+    /// Strict audit mode: whether requests must be refused because the
+    /// collector is failing or its queue is full.
+    pub fn audit_blocks(&self) -> bool {
+        let strict = self.config.audit.as_ref().is_some_and(|a| a.strict);
+        strict
+            && self
+                .audit
+                .borrow()
+                .as_ref()
+                .and_then(|a| a.queue.as_ref())
+                .is_some_and(|q| !q.healthy())
     }
 
     /// Adds a latency sample for `cluster`; returns the exceeded baseline

@@ -1,0 +1,250 @@
+//! `audit verify` and `audit report`: the filter's audit trail, checked and
+//! summarised offline. Both read logs as Envoy writes them (any text; the
+//! `pqguard.audit` lines are picked out), from files in order, or stdin.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use pqguard_core::audit::{Anchor, Inventory, Verifier, VerifyReport};
+use pqguard_core::token::{KeyError, KeySet};
+
+use crate::args::Args;
+use crate::read_input;
+
+const AUDIT_USAGE: &str = "usage:
+  pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]... [--json] [LOG...]
+  pqguard audit report [--json] [LOG...]";
+
+/// `pqguard audit verify|report ...`.
+pub fn audit(args: &[String]) -> Result<ExitCode, String> {
+    let rest = args.get(1..).unwrap_or(&[]);
+    match args.first().map(String::as_str) {
+        Some("verify") => verify(rest),
+        Some("report") => report(rest),
+        _ => Err(AUDIT_USAGE.to_owned()),
+    }
+}
+
+/// The logs to read: `(name, text)` for each file, or stdin (`-`).
+/// Invalid UTF-8 elsewhere in a log is replaced; in an audit line it makes
+/// that line fail verification.
+fn logs(paths: &[String]) -> Result<Vec<(String, String)>, String> {
+    let paths: Vec<&str> = if paths.is_empty() {
+        vec!["-"]
+    } else {
+        paths.iter().map(String::as_str).collect()
+    };
+    paths
+        .into_iter()
+        .map(|p| {
+            let bytes = read_input(Some(p))?;
+            Ok((p.to_owned(), String::from_utf8_lossy(&bytes).into_owned()))
+        })
+        .collect()
+}
+
+fn jwks(path: &str) -> Result<KeySet, String> {
+    let bytes = read_input(Some(path))?;
+    KeySet::parse(&bytes).map_err(|e| match e {
+        KeyError::PrivateKeyMaterial { .. } => {
+            format!("{path}: a private key; give the public JWKS (pqguard jwks {path} > jwks.json)")
+        }
+        e => format!("{path}: {e}"),
+    })
+}
+
+/// `pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]... [--json]
+/// [LOG...]`: checks every chain of the logs (given in order: an older
+/// rotated file first). Exit 0: no tampering (records after each chain's
+/// last checkpoint are reported as unverified); 1: tampering, naming the
+/// first bad record, or no audit line at all; 2: usage or I/O error.
+pub fn verify(args: &[String]) -> Result<ExitCode, String> {
+    let a = Args::parse_with_switches(args, &["jwks", "anchor"], &["json"])?;
+    let keys = jwks(a.required("jwks")?)?;
+    let anchors = a
+        .all("anchor")
+        .iter()
+        .map(|s| Anchor::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut verifier = Verifier::new(&keys).with_anchors(anchors);
+    for (name, text) in logs(&a.positional)? {
+        verifier.feed_log(&name, &text);
+    }
+    let report = verifier.finish();
+    if a.switch("json") {
+        println!("{}", pretty(&report.to_json()));
+    } else {
+        print!("{}", summary(&report));
+    }
+    let ok = report.is_intact() && report.audit_lines > 0;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The readable verification summary: one paragraph per chain, then the
+/// verdict.
+fn summary(report: &VerifyReport) -> String {
+    let mut out = String::new();
+    if report.audit_lines == 0 {
+        out.push_str("no pqguard.audit lines found: nothing to verify\n");
+        return out;
+    }
+    for c in &report.chains {
+        let _ = write!(
+            out,
+            "chain {} (from {}): {} records, {} checkpoints",
+            c.chain, c.first_line, c.records, c.checkpoints
+        );
+        if let Some(g) = &c.genesis {
+            let _ = write!(out, ", key {}, pqguard {}", g.kid, g.version);
+        }
+        out.push('\n');
+        match (&c.error, c.verified_through) {
+            (Some(e), _) => {
+                let _ = writeln!(out, "  TAMPERED: {e}");
+                if c.unchecked > 0 {
+                    let _ = writeln!(
+                        out,
+                        "  {} later lines of this chain not checked",
+                        c.unchecked
+                    );
+                }
+            }
+            (None, None) => {
+                let _ = writeln!(
+                    out,
+                    "  warning: no valid checkpoint: none of its {} records is verified",
+                    c.unverified
+                );
+            }
+            (None, Some(seq)) => {
+                let _ = writeln!(
+                    out,
+                    "  verified through seq {seq}; {} unverified record(s) after it",
+                    c.unverified
+                );
+            }
+        }
+        if c.checkpoint_due_at_end {
+            let _ = writeln!(
+                out,
+                "  warning: the log ends where a checkpoint was due after seq {}: it was cut, or is still being written",
+                c.last_seq.unwrap_or(0)
+            );
+        }
+        if let (None, Some(anchor)) = (&c.error, c.anchor()) {
+            let _ = writeln!(out, "  anchor {anchor}");
+        }
+    }
+    let chainless = report.errors.iter().filter(|e| e.chain.is_none());
+    for e in chainless {
+        let _ = writeln!(out, "TAMPERED: {e}");
+    }
+    match report.first_error() {
+        Some(first) => {
+            let _ = writeln!(
+                out,
+                "\nTAMPERED: {} problem(s); the first: {first}",
+                report.errors.len()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "\nintact: {} chain(s), {} records; {} verified by signed checkpoints, {} unverified (after the last checkpoint of their chain: anyone with write access to the log could have changed them)",
+                report.chains.len(),
+                report.records(),
+                report.verified(),
+                report.unverified()
+            );
+        }
+    }
+    out
+}
+
+/// `pqguard audit report [--json] [LOG...]`: the crypto inventory of the
+/// logs. It does not verify them: run `pqguard audit verify` first.
+pub fn report(args: &[String]) -> Result<ExitCode, String> {
+    let a = Args::parse_with_switches(args, &[], &["json"])?;
+    let mut inventory = Inventory::new();
+    for (_, text) in logs(&a.positional)? {
+        inventory.add_log(&text);
+    }
+    if a.switch("json") {
+        println!("{}", pretty(&inventory.to_json()));
+    } else {
+        print!("{}", inventory.to_table());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pqguard_core::audit::{Chain, CheckpointPolicy, CheckpointSigner, Decision};
+    use pqguard_core::crypto::CryptoFacts;
+    use pqguard_core::token::{Algorithm, PrivateKey};
+
+    fn log() -> (KeySet, String) {
+        let key =
+            PrivateKey::generate(Algorithm::MlDsa65, Some("audit-1".into()), &[7; 64]).unwrap();
+        let keys = KeySet::from_keys(vec![key.public_key().clone()]).unwrap();
+        let signer = CheckpointSigner::new(key).unwrap();
+        let policy = CheckpointPolicy {
+            every_records: 2,
+            interval_ms: 0,
+        };
+        let (mut chain, mut lines) = Chain::new("9-1", b"{}", 9, 10, policy, signer).unwrap();
+        let facts = CryptoFacts::new(Some("TLSv1.3".into()), Some("X25519".into()), None);
+        for t in 11..14 {
+            lines.extend(chain.append_decision(t, &Decision::new(&facts, None)));
+        }
+        let text = lines
+            .iter()
+            .map(|l| format!("[info][wasm] wasm log pqguard: {l}\n"))
+            .collect();
+        (keys, text)
+    }
+
+    fn run(keys: &KeySet, text: &str) -> VerifyReport {
+        let mut v = Verifier::new(keys);
+        v.feed_log("envoy.log", text);
+        v.finish()
+    }
+
+    #[test]
+    fn summary_of_an_intact_log_prints_the_anchor_and_the_unverified_tail() {
+        let (keys, text) = log();
+        let s = summary(&run(&keys, &text));
+        assert!(
+            s.contains("chain 9-1 (from envoy.log:1): 4 records, 2 checkpoints, key audit-1"),
+            "{s}"
+        );
+        assert!(
+            s.contains("verified through seq 2; 1 unverified record(s) after it"),
+            "{s}"
+        );
+        assert!(s.contains("  anchor 9-1:2:"), "{s}");
+        assert!(
+            s.contains("\nintact: 1 chain(s), 4 records; 3 verified"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn summary_of_a_tampered_log_names_the_first_bad_record() {
+        let (keys, text) = log();
+        let edited = text.replacen("\"seq\":1,", "\"seq\":1, ", 1);
+        let s = summary(&run(&keys, &edited));
+        assert!(s.contains("TAMPERED: 1 problem(s); the first: chain 9-1 seq 1 (envoy.log:3): not a valid audit line"), "{s}");
+        let s = summary(&run(&keys, ""));
+        assert!(s.starts_with("no pqguard.audit lines found"), "{s}");
+    }
+}
