@@ -214,3 +214,49 @@ def test_report_names_the_callers_still_on_classical_cryptography(audited: Topol
     table = subprocess.run([str(pqguard_cli()), "audit", "report", str(log)],
                            capture_output=True, text=True, timeout=60)
     assert table.returncode == 0 and "X25519" in table.stdout, table.stdout + table.stderr
+
+
+@pytest.fixture(scope="module")
+def strict_audited(request: pytest.FixtureRequest, audit_key: tuple[dict[str, Any], Path]) -> Topology:
+    """Strict audit mode with a collector cluster whose endpoint refuses connections."""
+    private, _ = audit_key
+    probe = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    dead_port = probe.server_address[1]
+    probe.server_close()  # nothing listens there any more
+    config = {
+        "audit": {
+            "signing_key": private,
+            "strict": True,
+            "collector": {"cluster": "audit", "authority": "audit.test", "path": "/v1/audit",
+                          "flush_ms": 100, "timeout_ms": 500, "backoff_initial_ms": 100},
+        }
+    }
+    dead = f"""\
+- name: audit
+  type: STATIC
+  connect_timeout: 0.5s
+  load_assignment:
+    cluster_name: audit
+    endpoints:
+    - lb_endpoints:
+      - endpoint:
+          address:
+            socket_address: {{ address: 127.0.0.1, port_value: {dead_port} }}
+"""
+    return start_extra_topology(request, config, label="the strict audit topology", extra_clusters=dead)
+
+
+def test_strict_mode_refuses_requests_while_the_collector_is_unreachable(strict_audited: Topology) -> None:
+    statuses: list[int] = []
+
+    def refused() -> bool:
+        with McpCaller(strict_audited.pq_url) as caller:
+            call = caller.tool("echo", {"text": "x"})
+        statuses.append(call.status)
+        return call.status == 503
+
+    wait_until(refused, "strict mode to refuse requests once shipping failed", timeout=30.0)
+    # The refusal is pqguard's own, recorded with its reason.
+    text = strict_audited.edge_log.read_text(errors="replace")
+    assert '"reason":"audit_unavailable"' in text
+    assert statuses[-1] == 503
