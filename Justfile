@@ -80,6 +80,12 @@ bench: setup build _wrk
     target/release/parse-throughput --json > target/bench/parse-native.json
     @echo "== parse-throughput, wasm32-wasip1 in V8 (Node.js)"
     node bench/run-wasm.mjs --json > target/bench/parse-wasm.json
+    @echo "== decision costs (token verification, policy, audit), native"
+    cargo build --release --locked -p pqguard-bench --bin decision-costs
+    target/release/decision-costs | tee target/bench/decisions-native.csv
+    @echo "== decision costs, wasm32-wasip1 in V8 (Node.js)"
+    cargo build --release --locked --target wasm32-wasip1 -p pqguard-bench --bin decision-costs
+    node bench/run-wasm.mjs --wasm target/wasm32-wasip1/release/decision-costs.wasm | tee target/bench/decisions-wasm.csv
     @echo "== Envoy requests/s with and without pqguard"
     {{python}} bench/envoy_rps.py --json target/bench/rps.json \
         --parse-throughput target/release/parse-throughput \

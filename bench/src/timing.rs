@@ -1,5 +1,5 @@
 //! Timing: warm up, size the batches from the warm-up, then time several
-//! batches and keep their median.
+//! batches, interleaved between the operations compared, and keep the median.
 //!
 //! Only `std::time::Instant` is used; under WASI it is the host's monotonic
 //! clock (`clock_time_get`), which Node.js implements with its high-resolution
@@ -25,8 +25,8 @@ impl Default for Plan {
     fn default() -> Self {
         Self {
             warmup: Duration::from_millis(200),
-            batch: Duration::from_millis(60),
-            batches: 9,
+            batch: Duration::from_millis(40),
+            batches: 15,
         }
     }
 }
@@ -72,44 +72,93 @@ impl Sample {
     }
 }
 
-/// Times `op` according to `plan`. The value `op` returns is passed through
-/// [`black_box`] so the work cannot be optimised away.
-pub fn measure<T>(plan: Plan, mut op: impl FnMut() -> T) -> Sample {
-    // Warm-up: at least one call, then until the warm-up time is spent.
+/// One operation to time: a closure that does the work once and passes its
+/// result through [`black_box`] so the work cannot be optimised away.
+pub type Op<'a> = Box<dyn FnMut() + 'a>;
+
+/// Wraps `f` as an [`Op`], passing its result through [`black_box`].
+pub fn op<'a, T>(mut f: impl FnMut() -> T + 'a) -> Op<'a> {
+    Box::new(move || {
+        black_box(f());
+    })
+}
+
+/// Times one operation according to `plan`. The value `op` returns is passed
+/// through [`black_box`] so the work cannot be optimised away.
+pub fn measure<T>(plan: Plan, f: impl FnMut() -> T) -> Sample {
+    let mut ops = [op(f)];
+    measure_interleaved(plan, &mut ops).pop().unwrap_or(Sample {
+        iterations: 0,
+        ns_per_iter: Vec::new(),
+    })
+}
+
+/// Times each operation according to `plan`, interleaved: every operation is
+/// warmed up, then the timed batches run in turn (a batch of the first, a
+/// batch of the second, ..., then the next round). Interference from the rest
+/// of the machine, which comes and goes over seconds, then hits all
+/// operations alike, so their ratios stay meaningful on a noisy machine.
+/// Returns one [`Sample`] per operation, in order.
+pub fn measure_interleaved(plan: Plan, ops: &mut [Op<'_>]) -> Vec<Sample> {
+    let iterations: Vec<u64> = ops.iter_mut().map(|op| warm_up(plan, op)).collect();
+    let mut samples: Vec<Sample> = iterations
+        .iter()
+        .map(|&iterations| Sample {
+            iterations,
+            ns_per_iter: Vec::with_capacity(plan.batches),
+        })
+        .collect();
+    for _ in 0..plan.batches.max(1) {
+        for (op, sample) in ops.iter_mut().zip(samples.iter_mut()) {
+            let t = Instant::now();
+            for _ in 0..sample.iterations {
+                op();
+            }
+            let ns = t.elapsed().as_nanos() as f64 / sample.iterations as f64;
+            sample.ns_per_iter.push(ns);
+        }
+    }
+    for sample in &mut samples {
+        sample.ns_per_iter.sort_by(f64::total_cmp);
+    }
+    samples
+}
+
+/// Runs `op` for the warm-up time (at least once) and returns how many
+/// iterations fill one batch.
+fn warm_up(plan: Plan, op: &mut Op<'_>) -> u64 {
     let start = Instant::now();
     let mut warm: u64 = 0;
     loop {
-        black_box(op());
+        op();
         warm += 1;
         if start.elapsed() >= plan.warmup {
             break;
         }
     }
     let per_iter = start.elapsed().as_secs_f64() / warm as f64;
-    let iterations = if per_iter > 0.0 {
+    if per_iter > 0.0 {
         (plan.batch.as_secs_f64() / per_iter).ceil().max(1.0) as u64
     } else {
         1
-    };
-
-    let mut ns_per_iter = Vec::with_capacity(plan.batches);
-    for _ in 0..plan.batches.max(1) {
-        let t = Instant::now();
-        for _ in 0..iterations {
-            black_box(op());
-        }
-        ns_per_iter.push(t.elapsed().as_nanos() as f64 / iterations as f64);
-    }
-    ns_per_iter.sort_by(f64::total_cmp);
-    Sample {
-        iterations,
-        ns_per_iter,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measure_times_a_single_operation() {
+        let plan = Plan {
+            warmup: Duration::from_millis(1),
+            batch: Duration::from_millis(1),
+            batches: 3,
+        };
+        let sample = measure(plan, || 1 + 1);
+        assert_eq!(sample.ns_per_iter.len(), 3);
+        assert!(sample.iterations >= 1);
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {
@@ -134,20 +183,31 @@ mod tests {
     }
 
     #[test]
-    fn measure_runs_the_planned_batches() {
+    fn measure_runs_the_planned_batches_of_every_operation() {
         let plan = Plan {
             warmup: Duration::from_millis(1),
             batch: Duration::from_millis(1),
             batches: 5,
         };
-        let mut calls = 0u64;
-        let sample = measure(plan, || {
-            calls += 1;
-            calls
-        });
-        assert_eq!(sample.ns_per_iter.len(), 5);
-        assert!(sample.iterations >= 1);
-        assert!(calls >= 5 * sample.iterations);
-        assert!(sample.ns_per_iter.windows(2).all(|w| w[0] <= w[1]));
+        let calls = [std::cell::Cell::new(0u64), std::cell::Cell::new(0u64)];
+        let mut ops = [
+            op(|| calls[0].set(calls[0].get() + 1)),
+            op(|| {
+                calls[1].set(calls[1].get() + 1);
+                std::thread::sleep(Duration::from_micros(50));
+            }),
+        ];
+        let samples = measure_interleaved(plan, &mut ops);
+        drop(ops);
+        assert_eq!(samples.len(), 2);
+        for (sample, calls) in samples.iter().zip(&calls) {
+            assert_eq!(sample.ns_per_iter.len(), 5);
+            assert!(sample.iterations >= 1);
+            assert!(calls.get() >= 5 * sample.iterations);
+            assert!(sample.ns_per_iter.windows(2).all(|w| w[0] <= w[1]));
+        }
+        // The slower operation gets fewer iterations per batch.
+        assert!(samples[1].iterations <= samples[0].iterations);
+        assert!(samples[1].median_ns() > samples[0].median_ns());
     }
 }

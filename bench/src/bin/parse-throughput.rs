@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use pqguard_bench::body::{self, TOOL_NAME};
-use pqguard_bench::timing::{measure, Plan, Sample};
+use pqguard_bench::timing::{measure_interleaved, op, Plan, Sample};
 use pqguard_core::config::Config;
 use pqguard_core::json;
 use pqguard_core::request::{inspect_body, RequestHead};
@@ -31,8 +31,8 @@ alone (json::scan) and serde_json::Value on realistic MCP tools/call bodies.
 Prints one line per body size; --json prints a JSON summary instead.
 
   --sizes       body sizes in bytes (default 1024,65536,1048576)
-  --batches     timed batches per measurement; the median is reported (default 9)
-  --batch-ms    target duration of one batch (default 60)
+  --batches     timed batches per operation; the median is reported (default 15)
+  --batch-ms    target duration of one batch (default 40)
   --warmup-ms   warm-up before the batches (default 200)
   --emit-body   write the body of that size to standard output and exit";
 
@@ -164,13 +164,14 @@ fn run(options: &Options) -> Result<(), String> {
         let body = body::tools_call(size).map_err(|e| e.to_string())?;
         check_body(&config, &head, &body)?;
 
-        let inspect = measure(options.plan, || {
-            inspect_body(&config, &head, &body).map(|i| i.messages.len())
-        });
-        let scan = measure(options.plan, || json::scan(&body, limits).map(|d| d.root()));
-        let value = measure(options.plan, || {
-            serde_json::from_slice::<serde_json::Value>(&body).map(|v| v.is_object())
-        });
+        let mut ops = [
+            op(|| inspect_body(&config, &head, &body).map(|i| i.messages.len())),
+            op(|| json::scan(&body, limits).map(|d| d.root())),
+            op(|| serde_json::from_slice::<serde_json::Value>(&body).map(|v| v.is_object())),
+        ];
+        let [inspect, scan, value]: [Sample; 3] = measure_interleaved(options.plan, &mut ops)
+            .try_into()
+            .map_err(|_| "the timing returned the wrong number of samples".to_owned())?;
         let row = Row {
             size,
             inspect,

@@ -1,0 +1,192 @@
+//! `decision-costs`: what each per-request decision step of pqguard costs,
+//! natively and (built for `wasm32-wasip1`, run with
+//! `node bench/run-wasm.mjs --wasm target/wasm32-wasip1/release/decision-costs.wasm`)
+//! as wasm in V8:
+//!
+//! - token verification per algorithm: a cache miss (`token::verify`, the
+//!   signature checked) and a cache hit (`token::verify_cached` answering
+//!   from a warm cache); decoding a key set (done once at configure time);
+//! - policy evaluation with a realistic 50-rule policy (`Policy::evaluate`);
+//! - the audit trail: appending a decision record without a checkpoint, and
+//!   a checkpoint (ML-DSA-65 signature over the chain head).
+//!
+//! Keys come from fixed seeds, so runs are comparable. Figures only: there
+//! is no threshold here. See `bench/README.md`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use pqguard_bench::timing::{measure, Plan};
+use pqguard_core::audit::{Chain, CheckpointPolicy, CheckpointSigner, Decision};
+use pqguard_core::crypto::CryptoFacts;
+use pqguard_core::mcp::{parse_body, ParseOptions, ProtocolVersion};
+use pqguard_core::policy::{self, Connectivity, Facts};
+use pqguard_core::token::{self, Algorithm, KeySet, PrivateKey, TokenCache, ValidationOptions};
+use serde_json::{json, Map, Value};
+
+const ALGORITHMS: [Algorithm; 7] = [
+    Algorithm::MlDsa44,
+    Algorithm::MlDsa65,
+    Algorithm::MlDsa87,
+    Algorithm::MlDsa65Ed25519,
+    Algorithm::MlDsa65Es256,
+    Algorithm::EdDsa,
+    Algorithm::Es256,
+];
+
+const NOW: u64 = 1_800_000_000;
+
+fn key(alg: Algorithm, kid: &str, fill: u8) -> Result<PrivateKey, String> {
+    PrivateKey::generate(alg, Some(kid.into()), &[fill; 64]).map_err(|e| e.to_string())
+}
+
+fn claims() -> Map<String, Value> {
+    let Value::Object(m) = json!({
+        "iss": "https://issuer.example", "aud": "https://mcp.example/mcp", "sub": "alice",
+        "scope": "tools:read tools:execute", "exp": NOW + 3600, "iat": NOW - 10
+    }) else {
+        return Map::new();
+    };
+    m
+}
+
+fn options() -> ValidationOptions {
+    ValidationOptions {
+        issuers: Some(vec!["https://issuer.example".into()]),
+        audience: Some("https://mcp.example/mcp".into()),
+        ..ValidationOptions::default()
+    }
+}
+
+/// A policy of 50 rules of the kinds operators write.
+fn fifty_rules() -> Result<policy::Policy, String> {
+    let mut rules = vec![json!({"name": "handshake", "effect": "allow",
+        "match": {"methods": ["initialize", "notifications/initialized", "ping", "tools/list"]}})];
+    for i in 0..15 {
+        rules.push(json!({"name": format!("deny-{i}"), "effect": "deny", "match": {"tools": [format!("admin_{i}_*")]}}));
+    }
+    for i in 0..15 {
+        rules.push(json!({"name": format!("require-{i}"), "effect": "require", "match": {"tools": [format!("run_{i}*")]},
+            "when": {"min_kex": "hybrid-pq", "token_algs": ["ML-DSA-65", "ML-DSA-87"], "scopes": ["tools:execute"]}}));
+    }
+    for i in 0..19 {
+        rules.push(json!({"name": format!("allow-{i}"), "effect": "allow",
+            "match": {"methods": ["tools/call"], "tools": [format!("tool_{i}"), format!("tool_{i}_*")]},
+            "when": {"authenticated": true, "claims": {"tier": "gold"}}}));
+    }
+    rules.push(json!({"name": "calls", "effect": "allow", "match": {"methods": ["tools/call"]}, "when": {"authenticated": true}}));
+    let raw = serde_json::from_value(json!({"rules": rules})).map_err(|e| e.to_string())?;
+    policy::compile(raw).map_err(|e| e.to_string())
+}
+
+fn us(ns: f64) -> f64 {
+    ns / 1000.0
+}
+
+fn run() -> Result<(), String> {
+    let plan = Plan {
+        warmup: Duration::from_millis(150),
+        batch: Duration::from_millis(50),
+        batches: 7,
+    };
+    println!("operation,algorithm,median_us");
+    let opts = options();
+    for alg in ALGORITHMS {
+        let private = key(alg, "k1", 7)?;
+        let jwks = json!({"keys": [private.public_key().to_jwk()]});
+        let jwks_bytes = serde_json::to_vec(&jwks).map_err(|e| e.to_string())?;
+        let decode = measure(plan, || KeySet::parse(&jwks_bytes).is_ok());
+        println!(
+            "key_set_decode,{},{:.1}",
+            alg.name(),
+            us(decode.median_ns())
+        );
+        let keys = KeySet::parse(&jwks_bytes).map_err(|e| e.to_string())?;
+        let token = token::mint(&private, &claims()).ok_or("mint failed")?;
+        token::verify(&token, &keys, &opts, NOW).map_err(|e| e.to_string())?;
+        let miss = measure(plan, || token::verify(&token, &keys, &opts, NOW).is_ok());
+        println!(
+            "verify_cache_miss,{},{:.1}",
+            alg.name(),
+            us(miss.median_ns())
+        );
+        let mut cache = TokenCache::new(1024);
+        token::verify_cached(&token, &keys, &opts, NOW, &mut cache).map_err(|e| e.to_string())?;
+        let hit = measure(plan, || {
+            token::verify_cached(&token, &keys, &opts, NOW, &mut cache)
+                .map(|v| v.hit)
+                .unwrap_or(false)
+        });
+        println!("verify_cache_hit,{},{:.2}", alg.name(), us(hit.median_ns()));
+    }
+
+    // Policy: the 50-rule policy deciding a tools/call that the last allow rule permits
+    // (every rule is looked at), over hybrid PQ with an ML-DSA-65 token.
+    let policy = fifty_rules()?;
+    let private = key(Algorithm::MlDsa65, "k1", 7)?;
+    let keys = KeySet::parse(
+        &serde_json::to_vec(&json!({"keys": [private.public_key().to_jwk()]}))
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let token = token::mint(&private, &claims()).ok_or("mint failed")?;
+    let verified = token::verify(&token, &keys, &opts, NOW).map_err(|e| e.to_string())?;
+    let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":"x"}}}"#;
+    let inspected = parse_body(body, ProtocolVersion::V2025_11_25, &ParseOptions::default())
+        .map_err(|e| e.to_string())?;
+    let message = inspected.messages.first().ok_or("no message")?;
+    let crypto = CryptoFacts::new(Some("TLSv1.3".into()), Some("X25519MLKEM768".into()), None);
+    let facts = Facts {
+        crypto: &crypto,
+        token: Some(&verified),
+        mtls: false,
+        flagged: false,
+    };
+    let connectivity = Connectivity::default();
+    let eval = measure(plan, || policy.evaluate(&connectivity, message, &facts));
+    println!("policy_evaluate_50_rules,,{:.2}", us(eval.median_ns()));
+
+    // Audit: a decision record (no checkpoint due), and a checkpoint.
+    let signer =
+        CheckpointSigner::new(key(Algorithm::MlDsa65, "audit-1", 9)?).map_err(|e| e.to_string())?;
+    let never = CheckpointPolicy {
+        every_records: u64::MAX,
+        interval_ms: 0,
+    };
+    let (mut chain, _) =
+        Chain::new("bench-1", b"{}", NOW, NOW, never, signer.clone()).map_err(|e| e.to_string())?;
+    let decision = Decision::new(&crypto, Some(&verified))
+        .with_body(body)
+        .with_inspected(&inspected, false);
+    let mut t = NOW;
+    let append = measure(plan, || {
+        t += 1;
+        chain.append_decision(t, &decision)
+    });
+    println!("audit_append_decision,,{:.2}", us(append.median_ns()));
+    let every = CheckpointPolicy {
+        every_records: 1,
+        interval_ms: 0,
+    };
+    let (mut chain, _) =
+        Chain::new("bench-2", b"{}", NOW, NOW, every, signer).map_err(|e| e.to_string())?;
+    let checkpointed = measure(plan, || {
+        t += 1;
+        chain.append_decision(t, &decision)
+    });
+    println!(
+        "audit_append_with_checkpoint,ML-DSA-65,{:.1}",
+        us(checkpointed.median_ns())
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("decision-costs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
