@@ -155,9 +155,15 @@ transport_socket:
       """
 
 
+# Set from --pqguard-config and --header: pqguard's plugin configuration (for example auth with
+# inline keys, or an audit section) and one extra request header (for example a bearer token).
+PQGUARD_CONFIG: dict[str, Any] = {}
+EXTRA_HEADER: tuple[str, str] | None = None
+
+
 def filter_block(wasm: Path, name: str) -> str:
     """The wasm filter entry of envoy/pqguard-filter.yaml for ``wasm``, indented for the chain."""
-    block = render_pqguard_filter(wasm, {})
+    block = render_pqguard_filter(wasm, PQGUARD_CONFIG if name == PQGUARD else {})
     if name != "pqguard":
         block = block.replace("name: pqguard\n", f"name: {name}\n").replace("vm_id: pqguard\n", f"vm_id: {name}\n")
     return "".join(f"          {line}\n" if line else "\n" for line in block.splitlines())
@@ -253,7 +259,7 @@ def emit_body(size: int, binary: Path | None) -> bytes:
 def post(url: str, body: bytes, context: ssl.SSLContext | None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": "2025-11-25",
+        "MCP-Protocol-Version": "2025-11-25", **(dict([EXTRA_HEADER]) if EXTRA_HEADER else {}),
     })
     handlers: list[Any] = [urllib.request.ProxyHandler({})]
     if context is not None:
@@ -289,6 +295,8 @@ def wrk(url: str, body_file: Path, duration: int, connections: int, threads: int
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "5s",
             "-s", str(WRK_SCRIPT), url]
     env = {**os.environ, "PQGUARD_BENCH_BODY": str(body_file)}
+    if EXTRA_HEADER is not None:
+        env["PQGUARD_BENCH_HEADER"] = f"{EXTRA_HEADER[0]}: {EXTRA_HEADER[1]}"
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
     for line in result.stdout.splitlines():
         if line.startswith(WRK_MARKER):
@@ -521,6 +529,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parse-throughput", type=Path,
                         help="a built parse-throughput binary for the bodies (default: cargo run)")
     parser.add_argument("--json", type=Path, help="also write every run and the summary to this file")
+    parser.add_argument("--pqguard-config", type=Path,
+                        help="JSON plugin configuration for pqguard (default: {}, inspection only)")
+    parser.add_argument("--header", help='one extra request header, "Name: value" (for example a bearer token)')
     args = parser.parse_args(argv)
     if min(args.duration, args.connections, args.threads, args.rounds, args.concurrency) < 1 or args.warmup < 0:
         parser.error("durations, counts and rounds must be positive")
@@ -528,7 +539,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global PQGUARD_CONFIG, EXTRA_HEADER
     args = parse_args(argv)
+    if args.pqguard_config:
+        PQGUARD_CONFIG = json.loads(args.pqguard_config.read_text())
+    if args.header:
+        name, _, value = args.header.partition(":")
+        EXTRA_HEADER = (name.strip(), value.strip())
     bench = Bench(args)
     try:
         bench.start()

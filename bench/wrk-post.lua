@@ -25,6 +25,12 @@ wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
+-- PQGUARD_BENCH_HEADER="Name: value" adds one header (for example a bearer token).
+local extra = os.getenv("PQGUARD_BENCH_HEADER")
+if extra then
+  local name, value = extra:match("^([^:]+):%s*(.*)$")
+  if name then wrk.headers[name] = value end
+end
 
 -- One line, prefixed so envoy_rps.py can find it among wrk's own output.
 -- Latencies are in microseconds. errors.status counts responses with status >= 400.
