@@ -131,8 +131,14 @@ impl Request {
         r
     }
 
-    fn policy_facts(&self) -> (bool, bool) {
-        (self.mtls, self.flagged)
+    /// What policy decides on for this request.
+    fn policy_facts(&self) -> Facts<'_> {
+        Facts {
+            crypto: &self.facts,
+            token: self.token.as_deref(),
+            mtls: self.mtls,
+            flagged: self.flagged,
+        }
     }
 
     /// Inspects the complete body and decides.
@@ -192,13 +198,7 @@ impl Request {
         let Some(policy) = &config.policy else {
             return Ok(());
         };
-        let (mtls, flagged) = self.policy_facts();
-        let facts = Facts {
-            crypto: &self.facts,
-            token: self.token.as_deref(),
-            mtls,
-            flagged,
-        };
+        let facts = self.policy_facts();
         for m in &inspected.messages {
             if m.kind == MessageKind::Response {
                 continue;
@@ -510,13 +510,7 @@ impl Request {
         let Some(policy) = &self.vm.config.policy else {
             return 0;
         };
-        let (mtls, flagged) = self.policy_facts();
-        let facts = Facts {
-            crypto: &self.facts,
-            token: self.token.as_deref(),
-            mtls,
-            flagged,
-        };
+        let facts = self.policy_facts();
         let mut violations = Vec::new();
         let removed = parsed.answer.retain(|tool| {
             if let Some(pinned) = policy.pins.get(&tool.name) {
@@ -617,13 +611,7 @@ impl HttpContext for Request {
                 // No MCP message to decide on (GET stream, DELETE), but the
                 // transport gates still apply when a policy is configured.
                 if self.vm.config.policy.is_some() {
-                    let (mtls, flagged) = self.policy_facts();
-                    let facts = Facts {
-                        crypto: &self.facts,
-                        token: self.token.as_deref(),
-                        mtls,
-                        flagged,
-                    };
+                    let facts = self.policy_facts();
                     if let Some(d) = self.vm.config.connectivity.gate(&facts) {
                         let mut r = Rejection::new(Reason::Forbidden, d.detail);
                         r.code = Some(d.reason.as_str());
