@@ -266,12 +266,7 @@ mod tests {
     use pqguard_core::request::{inspect_body, RequestHead};
 
     fn post() -> RequestHead {
-        RequestHead {
-            http_method: "POST".into(),
-            path: "/mcp".into(),
-            content_type: Some("application/json".into()),
-            ..RequestHead::default()
-        }
+        RequestHead::post_json("/mcp")
     }
 
     #[test]

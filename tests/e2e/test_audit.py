@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from harness import Topology
 from harness.calls import McpCaller
+from harness.envoy import static_cluster_yaml
 from harness.tokens import pqguard_cli, run_cli
 
 from conftest import start_extra_topology
@@ -66,18 +67,7 @@ class Collector:
         self.server.server_close()
 
     def cluster_yaml(self) -> str:
-        return f"""\
-- name: audit
-  type: STATIC
-  connect_timeout: 2s
-  load_assignment:
-    cluster_name: audit
-    endpoints:
-    - lb_endpoints:
-      - endpoint:
-          address:
-            socket_address: {{ address: 127.0.0.1, port_value: {self.port} }}
-"""
+        return static_cluster_yaml("audit", self.port)
 
 
 @pytest.fixture(scope="module")
@@ -231,18 +221,7 @@ def strict_audited(request: pytest.FixtureRequest, audit_key: tuple[dict[str, An
                           "flush_ms": 100, "timeout_ms": 500, "backoff_initial_ms": 100},
         }
     }
-    dead = f"""\
-- name: audit
-  type: STATIC
-  connect_timeout: 0.5s
-  load_assignment:
-    cluster_name: audit
-    endpoints:
-    - lb_endpoints:
-      - endpoint:
-          address:
-            socket_address: {{ address: 127.0.0.1, port_value: {dead_port} }}
-"""
+    dead = static_cluster_yaml("audit", dead_port, connect_timeout="0.5s")
     return start_extra_topology(request, config, label="the strict audit topology", extra_clusters=dead)
 
 

@@ -92,6 +92,23 @@ def _indented(line: str, block: str) -> list[str]:
     return [indent + block_line if block_line else "" for block_line in block.splitlines()]
 
 
+def static_cluster_yaml(name: str, port: int, connect_timeout: str = "2s") -> str:
+    """A plain-HTTP static cluster to ``127.0.0.1:port`` (list item at column 0), for
+    ``render_edge(extra_clusters=...)``: JWKS servers, audit collectors."""
+    return f"""\
+- name: {name}
+  type: STATIC
+  connect_timeout: {connect_timeout}
+  load_assignment:
+    cluster_name: {name}
+    endpoints:
+    - lb_endpoints:
+      - endpoint:
+          address:
+            socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+"""
+
+
 def render_edge(values: Mapping[str, Any], pqguard_filter: str | None, *, extra_clusters: str | None = None) -> str:
     """Fill in ``envoy/edge.yaml``; ``pqguard_filter=None`` renders the baseline without the filter.
 

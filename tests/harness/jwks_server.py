@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .envoy import static_cluster_yaml
+
 DEFAULT_PATH = "/.well-known/jwks.json"
 DEFAULT_AUTHORITY = "issuer.test"
 
@@ -130,15 +132,4 @@ class JwksServer:
 
     def cluster_yaml(self, name: str = "jwks") -> str:
         """An Envoy cluster (list item at column 0) that reaches this server, for ``render_edge(extra_clusters=...)``."""
-        return f"""\
-- name: {name}
-  type: STATIC
-  connect_timeout: 2s
-  load_assignment:
-    cluster_name: {name}
-    endpoints:
-    - lb_endpoints:
-      - endpoint:
-          address:
-            socket_address: {{ address: 127.0.0.1, port_value: {self.port} }}
-"""
+        return static_cluster_yaml(name, self.port)

@@ -137,12 +137,7 @@ struct Row {
 
 fn run(options: &Options) -> Result<(), String> {
     let config = Config::default();
-    let head = RequestHead {
-        http_method: "POST".into(),
-        path: "/mcp".into(),
-        content_type: Some("application/json".into()),
-        ..RequestHead::default()
-    };
+    let head = RequestHead::post_json("/mcp");
     let limits = config.parse.scan;
     let platform = platform();
 

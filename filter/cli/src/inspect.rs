@@ -35,12 +35,9 @@ pub fn inspect(args: &[String]) -> Result<ExitCode, String> {
     };
     let body = read_input(body_path.as_deref())?;
     let head = RequestHead {
-        http_method: "POST".into(),
-        path: "/mcp".into(),
-        content_type: Some("application/json".into()),
         content_length: Some(body.len() as u64),
         protocol_version: version,
-        ..RequestHead::default()
+        ..RequestHead::post_json("/mcp")
     };
     let facts = CryptoFacts::default();
     let outcome = match request::check_head(&config, &head) {

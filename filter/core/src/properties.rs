@@ -107,11 +107,7 @@ fn check_no_panic_and_soundness(bytes: &[u8]) {
         }
         assert!(doc.members(doc.root()).count() <= bytes.len());
     }
-    let head = RequestHead {
-        http_method: "POST".into(),
-        content_type: Some("application/json".into()),
-        ..RequestHead::default()
-    };
+    let head = RequestHead::post_json("/mcp");
     let _ = inspect_body(&Config::default(), &head, bytes);
 }
 

@@ -188,12 +188,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn head() -> RequestHead {
-        RequestHead {
-            http_method: "POST".into(),
-            path: "/mcp".into(),
-            content_type: Some("application/json".into()),
-            ..RequestHead::default()
-        }
+        RequestHead::post_json("/mcp")
     }
 
     #[test]

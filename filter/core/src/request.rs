@@ -59,6 +59,17 @@ pub enum HeadVerdict {
 }
 
 impl RequestHead {
+    /// A head for a JSON POST to `path` (what MCP clients send), for tools
+    /// and tests that inspect a body outside Envoy.
+    pub fn post_json(path: &str) -> Self {
+        Self {
+            http_method: "POST".into(),
+            path: path.into(),
+            content_type: Some("application/json".into()),
+            ..Self::default()
+        }
+    }
+
     /// Builds the head from every request header, as the host lists them
     /// (lower-case names, pseudo-headers included). Refuses a repeated
     /// header among those pqguard reads and values that are not UTF-8.
@@ -296,12 +307,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn post() -> RequestHead {
-        RequestHead {
-            http_method: "POST".into(),
-            path: "/mcp".into(),
-            content_type: Some("application/json".into()),
-            ..RequestHead::default()
-        }
+        RequestHead::post_json("/mcp")
     }
 
     fn reason(v: HeadVerdict) -> Reason {

@@ -110,6 +110,13 @@ impl ToolsListAnswer {
             .collect()
     }
 
+    /// The names of the tools offered, in order (no digests computed).
+    pub fn names(&self) -> Vec<&str> {
+        self.tool_values()
+            .filter_map(|t| t.get("name").and_then(Value::as_str))
+            .collect()
+    }
+
     fn tool_values(&self) -> impl Iterator<Item = &Value> {
         self.message
             .get("result")
@@ -287,6 +294,7 @@ mod tests {
     fn retain_removes_tools_and_keeps_the_rest_of_the_message() {
         let mut a = ToolsListAnswer::parse(ANSWER.as_bytes()).unwrap();
         assert_eq!(a.retain(|t| t.name != "run_python"), 1);
+        assert_eq!(a.names(), vec!["echo"]);
         let v: Value = serde_json::from_slice(&a.to_bytes()).unwrap();
         assert_eq!(v["id"], 2);
         assert_eq!(v["result"]["nextCursor"], "c");

@@ -737,12 +737,7 @@ impl HttpContext for Request {
             })
             .collect();
         let removed = self.filter_tools(&mut parsed);
-        let kept: Vec<String> = parsed
-            .answer
-            .tools()
-            .iter()
-            .map(|t| json_string(&t.name))
-            .collect();
+        let kept: Vec<String> = parsed.answer.names().into_iter().map(json_string).collect();
         host::log(
             LogLevel::Info,
             &format!(

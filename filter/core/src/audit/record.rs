@@ -1051,12 +1051,7 @@ mod tests {
     fn decisions_are_built_from_inspection_and_refusals() {
         use crate::config::Config;
         use crate::request::{inspect_body, RequestHead};
-        let head = RequestHead {
-            http_method: "POST".into(),
-            path: "/mcp".into(),
-            content_type: Some("application/json".into()),
-            ..RequestHead::default()
-        };
+        let head = RequestHead::post_json("/mcp");
         let body = br#"{"jsonrpc":"2.0","id":"r\u0031","method":"tools/call","params":{"name":"run_\u0070ython","arguments": {"code":"print(1)"}}}"#;
         let inspected = inspect_body(&Config::default(), &head, body).unwrap();
         let facts = CryptoFacts::new(
