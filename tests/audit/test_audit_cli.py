@@ -237,6 +237,22 @@ def test_truncation_is_caught_against_an_anchor(cli: Path, logs: tuple[Path, Pat
     assert json.loads(out.stdout)["errors"][0]["problem"] == "anchor_not_reached"
 
 
+def test_max_unverified_fails_a_tail_without_a_checkpoint(cli: Path, logs: tuple[Path, Path, PyChain]) -> None:
+    log, jwks, _ = logs
+    # Chain -1 ends 1 record after its last checkpoint, chain -2 also 1 (7 records, every 3).
+    assert run(cli, "audit", "verify", "--jwks", str(jwks), "--max-unverified", "1", str(log)).returncode == 0
+    out = run(cli, "audit", "verify", "--jwks", str(jwks), "--max-unverified", "0", str(log))
+    assert out.returncode == 1, out.stdout
+    assert "FAILED: 2 chain(s) with more than 0 unverified record(s)" in out.stdout
+    assert "intact: 2 chain(s)" in out.stdout, "no tampering is claimed"
+    as_json = json.loads(run(cli, "audit", "verify", "--jwks", str(jwks), "--max-unverified", "0", "--json",
+                             str(log)).stdout)
+    assert as_json["intact"] is True
+    assert as_json["over_max_unverified"] == ["1790000000000-1", "1790000000000-2"]
+    bad = run(cli, "audit", "verify", "--jwks", str(jwks), "--max-unverified", "many", str(log))
+    assert bad.returncode == 2 and "--max-unverified" in bad.stderr
+
+
 def test_an_empty_log_is_not_a_pass(cli: Path, logs: tuple[Path, Path, PyChain], tmp_path: Path) -> None:
     _, jwks, _ = logs
     empty = tmp_path / "empty.log"

@@ -108,9 +108,18 @@ def audit_lines(text: str) -> list[str]:
     return [line[line.index(AUDIT_PREFIX):] for line in text.splitlines() if AUDIT_PREFIX in line]
 
 
-def verify(jwks: Path, log: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(pqguard_cli()), "audit", "verify", "--jwks", str(jwks), str(log)],
+def verify(jwks: Path, log: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(pqguard_cli()), "audit", "verify", "--jwks", str(jwks), *extra, str(log)],
                           capture_output=True, text=True, timeout=120)
+
+
+def every_chain_ends_signed(text: str) -> bool:
+    """True when the last audit line of every chain in ``text`` is a checkpoint."""
+    last: dict[str, str] = {}
+    for line in audit_lines(text):
+        record = json.loads(line[len(AUDIT_PREFIX):])
+        last[record["chain"]] = record["kind"]
+    return bool(last) and all(kind == "checkpoint" for kind in last.values())
 
 
 def wait_until(predicate: Any, what: str, timeout: float = 20.0) -> None:
@@ -142,13 +151,21 @@ def test_traffic_produces_a_log_that_verifies_and_one_changed_byte_is_caught(
     wait_until(lambda: '"kind":"checkpoint"' in (collector.received() or [""])[-1],
                "a checkpoint after the last record at the collector")
 
+    # Checkpoints are signed by each VM's timer, not while a request is
+    # handled: once traffic stops, the timer covers every chain's tail.
+    wait_until(lambda: every_chain_ends_signed(audited.edge_log.read_text(errors="replace")),
+               "the timer to sign a checkpoint over every chain's last record")
+    # Wasm counters are summed over the VMs: the timer signed at least one.
+    assert audited.edge.stat("wasmcustom.pqguard.audit.checkpoints") >= 1
+    assert audited.edge.stat("wasmcustom.pqguard.audit.records") >= 10
     log = tmp_path / "edge.log"
     lines = audit_lines(audited.edge_log.read_text(errors="replace"))
     kinds = [json.loads(line[len(AUDIT_PREFIX):])["kind"] for line in lines]
     assert kinds.count("genesis") >= 1 and kinds.count("decision") >= 10 and kinds.count("checkpoint") >= 2, kinds
     log.write_text(audited.edge_log.read_text(errors="replace"))
-    ok = verify(jwks, log)
+    ok = verify(jwks, log, "--max-unverified", "0")
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "0 unverified" in ok.stdout, ok.stdout
 
     # The collector's copy is the same trail.
     shipped = tmp_path / "collector.log"

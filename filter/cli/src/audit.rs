@@ -12,7 +12,7 @@ use crate::args::Args;
 use crate::read_input;
 
 const AUDIT_USAGE: &str = "usage:
-  pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]... [--json] [LOG...]
+  pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]... [--max-unverified N] [--json] [LOG...]
   pqguard audit report [--json] [LOG...]";
 
 /// `pqguard audit verify|report ...`.
@@ -53,14 +53,24 @@ fn jwks(path: &str) -> Result<KeySet, String> {
     })
 }
 
-/// `pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]... [--json]
-/// [LOG...]`: checks every chain of the logs (given in order: an older
-/// rotated file first). Exit 0: no tampering (records after each chain's
-/// last checkpoint are reported as unverified); 1: tampering, naming the
-/// first bad record, or no audit line at all; 2: usage or I/O error.
+/// `pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]...
+/// [--max-unverified N] [--json] [LOG...]`: checks every chain of the logs
+/// (given in order: an older rotated file first). Exit 0: no tampering
+/// (records after each chain's last checkpoint are reported as unverified);
+/// 1: tampering, naming the first bad record, a chain with more than N
+/// unverified records (for closed logs, whose VMs wrote a last checkpoint
+/// when they stopped: N = 0), or no audit line at all; 2: usage or I/O
+/// error.
 pub fn verify(args: &[String]) -> Result<ExitCode, String> {
-    let a = Args::parse_with_switches(args, &["jwks", "anchor"], &["json"])?;
+    let a = Args::parse_with_switches(args, &["jwks", "anchor", "max-unverified"], &["json"])?;
     let keys = jwks(a.required("jwks")?)?;
+    let max_unverified = a
+        .one("max-unverified")?
+        .map(|n| {
+            n.parse::<u64>()
+                .map_err(|_| format!("--max-unverified {n:?}: expected a number of records"))
+        })
+        .transpose()?;
     let anchors = a
         .all("anchor")
         .iter()
@@ -71,17 +81,38 @@ pub fn verify(args: &[String]) -> Result<ExitCode, String> {
         verifier.feed_log(&name, &text);
     }
     let report = verifier.finish();
+    let over = over_limit(&report, max_unverified);
     if a.switch("json") {
-        println!("{}", pretty(&report.to_json()));
+        let mut json = report.to_json();
+        json["over_max_unverified"] = serde_json::json!(over);
+        println!("{}", pretty(&json));
     } else {
         print!("{}", summary(&report));
+        if let Some(max) = max_unverified.filter(|_| !over.is_empty()) {
+            println!(
+                "FAILED: {} chain(s) with more than {max} unverified record(s) (--max-unverified): {}",
+                over.len(),
+                over.join(", ")
+            );
+        }
     }
-    let ok = report.is_intact() && report.audit_lines > 0;
+    let ok = report.is_intact() && report.audit_lines > 0 && over.is_empty();
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The chains whose unverified tail is longer than `max`.
+fn over_limit(report: &VerifyReport, max: Option<u64>) -> Vec<String> {
+    let Some(max) = max else { return Vec::new() };
+    report
+        .chains
+        .iter()
+        .filter(|c| c.unverified > max)
+        .map(|c| c.chain.clone())
+        .collect()
 }
 
 /// The readable verification summary: one paragraph per chain, then the
@@ -131,8 +162,8 @@ fn summary(report: &VerifyReport) -> String {
         if c.checkpoint_due_at_end {
             let _ = writeln!(
                 out,
-                "  warning: the log ends where a checkpoint was due after seq {}: it was cut, or is still being written",
-                c.last_seq.unwrap_or(0)
+                "  warning: the log ends {} record(s) after the last checkpoint, as many as the policy allows before one is due: it was cut, or is still being written",
+                c.unverified
             );
         }
         if let (None, Some(anchor)) = (&c.error, c.anchor()) {
@@ -204,7 +235,8 @@ mod tests {
         let (mut chain, mut lines) = Chain::new("9-1", b"{}", 9, 10, policy, signer).unwrap();
         let facts = CryptoFacts::new(Some("TLSv1.3".into()), Some("X25519".into()), None);
         for t in 11..14 {
-            lines.extend(chain.append_decision(t, &Decision::new(&facts, None)));
+            lines.push(chain.append_decision(t, &Decision::new(&facts, None)));
+            lines.extend(chain.tick(t));
         }
         let text = lines
             .iter()
@@ -246,5 +278,14 @@ mod tests {
         assert!(s.contains("TAMPERED: 1 problem(s); the first: chain 9-1 seq 1 (envoy.log:3): not a valid audit line"), "{s}");
         let s = summary(&run(&keys, ""));
         assert!(s.starts_with("no pqguard.audit lines found"), "{s}");
+    }
+
+    #[test]
+    fn max_unverified_names_the_chains_over_the_limit() {
+        let (keys, text) = log();
+        let report = run(&keys, &text);
+        assert_eq!(over_limit(&report, None), Vec::<String>::new());
+        assert_eq!(over_limit(&report, Some(1)), Vec::<String>::new());
+        assert_eq!(over_limit(&report, Some(0)), ["9-1"]);
     }
 }

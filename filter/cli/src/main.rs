@@ -41,7 +41,7 @@ const USAGE: &str = "usage:
   pqguard verify --jwks FILE [--aud AUDIENCE] [--iss ISSUER]... [--leeway SECONDS]
                  [--alg ALG]... TOKEN|-
   pqguard pin [ANSWER_FILE]
-  pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]... [--json] [LOG...]
+  pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]... [--max-unverified N] [--json] [LOG...]
   pqguard audit report [--json] [LOG...]
   pqguard version
 

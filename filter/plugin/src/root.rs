@@ -316,14 +316,9 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
         let now = host::now_millis();
-        let line = vm
-            .audit
-            .borrow_mut()
-            .as_mut()
-            .and_then(|a| a.chain.tick(now));
-        if let Some(line) = line {
-            vm.emit_audit(vec![line]);
-        }
+        // Checkpoints are signed here, between requests, never while one
+        // is handled.
+        vm.audit_tick(now);
         self.flush_audit(&vm, now);
         let Some(remote) = vm.config.auth.as_ref().and_then(|a| a.remote.clone()) else {
             return;

@@ -18,7 +18,7 @@ use crate::host;
 /// Metrics with fixed names (documented in the README). Dynamic families
 /// (`pqguard.kex.<group>`, `pqguard.denied.<reason>`, …) are defined on
 /// first use by [`Vm::count`].
-pub const FIXED_METRICS: [&str; 16] = [
+pub const FIXED_METRICS: [&str; 17] = [
     "pqguard.requests",
     "pqguard.allowed",
     "pqguard.rejected",
@@ -32,6 +32,7 @@ pub const FIXED_METRICS: [&str; 16] = [
     "pqguard.jwks.rejected",
     "pqguard.tools_removed",
     "pqguard.audit.records",
+    "pqguard.audit.checkpoints",
     "pqguard.audit.dropped",
     "pqguard.audit.shipped",
     "pqguard.audit.ship_failed",
@@ -139,26 +140,41 @@ impl Vm {
         self.count("pqguard.audit.dropped", dropped);
     }
 
-    /// Appends a decision to the chain and emits the lines.
+    /// Appends a decision to the chain and emits its line. Only hashes:
+    /// checkpoints are signed by the root context's timer.
     pub fn audit_decision(&self, decision: &pqguard_core::audit::Decision) {
-        let lines = {
+        let line = {
             let mut audit = self.audit.borrow_mut();
             let Some(state) = audit.as_mut() else { return };
             state.chain.append_decision(host::now_millis(), decision)
         };
         self.count("pqguard.audit.records", 1);
-        self.emit_audit(lines);
+        self.emit_audit(vec![line]);
     }
 
-    /// Appends an anomaly to the chain and emits the lines.
+    /// Appends an anomaly to the chain and emits its line (no signing).
     pub fn audit_anomaly(&self, anomaly: &pqguard_core::audit::Anomaly) {
-        let lines = {
+        let line = {
             let mut audit = self.audit.borrow_mut();
             let Some(state) = audit.as_mut() else { return };
             state.chain.append_anomaly(host::now_millis(), anomaly)
         };
         self.count("pqguard.audit.records", 1);
-        self.emit_audit(lines);
+        self.emit_audit(vec![line]);
+    }
+
+    /// For the root context's timer: signs a checkpoint when the policy
+    /// makes one due, and emits it.
+    pub fn audit_tick(&self, now_ms: u64) {
+        let line = self
+            .audit
+            .borrow_mut()
+            .as_mut()
+            .and_then(|a| a.chain.tick(now_ms));
+        if let Some(line) = line {
+            self.count("pqguard.audit.checkpoints", 1);
+            self.emit_audit(vec![line]);
+        }
     }
 
     /// Strict audit mode: whether requests must be refused because the

@@ -17,12 +17,17 @@ use crate::token::PrivateKey;
 pub const CHECKPOINT_ALG: Algorithm = Algorithm::MlDsa65;
 
 /// When checkpoints are due. Both rules apply; the first that holds wins.
+///
+/// Checkpoints are signed by [`Chain::tick`], which the shim calls from its
+/// timer, never while a request is being handled: a due checkpoint is made
+/// at the next tick and covers every record appended until then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointPolicy {
-    /// A checkpoint after this many records since the last one (at least 1).
+    /// A checkpoint once this many records were appended since the last
+    /// one (at least 1).
     pub every_records: u64,
-    /// A checkpoint after a record this long (ms) after the last checkpoint;
-    /// 0 disables the time rule.
+    /// A checkpoint once records have waited this long (ms) since the last
+    /// checkpoint; 0 disables the time rule.
     pub interval_ms: u64,
 }
 
@@ -37,13 +42,13 @@ impl Default for CheckpointPolicy {
 }
 
 impl CheckpointPolicy {
-    /// Whether a checkpoint is due after a record at `time_ms`, with
-    /// `since` records appended since the last checkpoint (made at
-    /// `last_checkpoint_ms`). The verifier applies the same rule.
-    pub fn due(&self, since: u64, time_ms: u64, last_checkpoint_ms: u64) -> bool {
-        since >= self.every_records
-            || (self.interval_ms > 0
-                && time_ms.saturating_sub(last_checkpoint_ms) >= self.interval_ms)
+    /// Whether a checkpoint is due at `now_ms`, with `since` records
+    /// appended since the last checkpoint (made at `last_checkpoint_ms`).
+    pub fn due(&self, since: u64, now_ms: u64, last_checkpoint_ms: u64) -> bool {
+        since > 0
+            && (since >= self.every_records
+                || (self.interval_ms > 0
+                    && now_ms.saturating_sub(last_checkpoint_ms) >= self.interval_ms))
     }
 }
 
@@ -255,24 +260,21 @@ impl Chain {
         Ok((chain, lines))
     }
 
-    /// Appends a decision record; returns its line, followed by a
-    /// checkpoint line when one is due.
-    pub fn append_decision(&mut self, time_ms: u64, decision: &Decision) -> Vec<String> {
-        let line = self.push(time_ms, "decision", |o| decision.write_to(o));
-        self.after(time_ms, line)
+    /// Appends a decision record and returns its line. Never signs: a
+    /// checkpoint that becomes due waits for [`Chain::tick`].
+    pub fn append_decision(&mut self, time_ms: u64, decision: &Decision) -> String {
+        self.push(time_ms, "decision", |o| decision.write_to(o))
     }
 
-    /// Appends an anomaly record; returns its line, followed by a
-    /// checkpoint line when one is due.
-    pub fn append_anomaly(&mut self, time_ms: u64, anomaly: &Anomaly) -> Vec<String> {
-        let line = self.push(time_ms, "anomaly", |o| anomaly.write_to(o));
-        self.after(time_ms, line)
+    /// Appends an anomaly record and returns its line. Never signs.
+    pub fn append_anomaly(&mut self, time_ms: u64, anomaly: &Anomaly) -> String {
+        self.push(time_ms, "anomaly", |o| anomaly.write_to(o))
     }
 
-    /// A checkpoint over the current head, now (for a timer or VM
-    /// shutdown). `None` if the last record is already covered (or, which
-    /// cannot happen with a valid key, signing failed: the next append
-    /// retries).
+    /// A checkpoint over the current head, now (at VM shutdown, or when
+    /// [`Chain::tick`] finds one due). `None` if the last record is already
+    /// covered (or, which cannot happen with a valid key, signing failed:
+    /// the next call retries).
     pub fn checkpoint(&mut self, now_ms: u64) -> Option<String> {
         if self.since_checkpoint == 0 {
             return None;
@@ -295,14 +297,18 @@ impl Chain {
         Some(format!("{LINE_PREFIX}{}", cp.to_line()))
     }
 
-    /// For a periodic timer: a checkpoint when records are waiting for one
-    /// and the policy's interval has passed since the last checkpoint.
+    /// Whether the policy makes a checkpoint due at `now_ms`.
+    pub fn due(&self, now_ms: u64) -> bool {
+        self.policy
+            .due(self.since_checkpoint, now_ms, self.last_checkpoint_ms)
+    }
+
+    /// For the shim's periodic timer: a checkpoint over the current head
+    /// when the policy makes one due (enough records, or records waiting
+    /// for `interval_ms`), `None` otherwise. One checkpoint covers every
+    /// record appended since the last one, however many.
     pub fn tick(&mut self, now_ms: u64) -> Option<String> {
-        let waited = now_ms.saturating_sub(self.last_checkpoint_ms);
-        if self.since_checkpoint > 0
-            && self.policy.interval_ms > 0
-            && waited >= self.policy.interval_ms
-        {
+        if self.due(now_ms) {
             return self.checkpoint(now_ms);
         }
         None
@@ -344,17 +350,6 @@ impl Chain {
         self.next_seq += 1;
         self.since_checkpoint += 1;
         format!("{LINE_PREFIX}{json}")
-    }
-
-    fn after(&mut self, time_ms: u64, line: String) -> Vec<String> {
-        let mut lines = vec![line];
-        if self
-            .policy
-            .due(self.since_checkpoint, time_ms, self.last_checkpoint_ms)
-        {
-            lines.extend(self.checkpoint(time_ms));
-        }
-        lines
     }
 }
 
@@ -435,26 +430,39 @@ mod tests {
     }
 
     #[test]
-    fn checkpoints_every_n_records_and_after_the_interval() {
+    fn appends_never_sign_and_the_tick_signs_what_is_due() {
         let policy = CheckpointPolicy {
             every_records: 3,
             interval_ms: 1000,
         };
         let (mut chain, _) = Chain::new("c", b"", 0, 0, policy, signer(3, "k")).unwrap();
         let d = Decision::new(&Default::default(), None);
-        let counts: Vec<usize> = (1..=7)
-            .map(|i| chain.append_decision(i, &d).len())
-            .collect();
-        assert_eq!(counts, [1, 1, 2, 1, 1, 2, 1]);
-        // 1000 ms after the last checkpoint (made at t=6): due.
-        assert_eq!(chain.append_decision(1006, &d).len(), 2);
+        for i in 1..=2 {
+            assert!(matches!(
+                parse(&chain.append_decision(i, &d)),
+                Line::Record(_)
+            ));
+        }
+        assert!(!chain.due(2), "2 of 3 records, interval not reached");
+        assert_eq!(chain.tick(2), None);
+        chain.append_decision(3, &d);
+        chain.append_decision(4, &d);
+        assert_eq!(chain.pending(), 4, "appends past the count never sign");
+        assert!(chain.due(4));
+        let Line::Checkpoint(cp) = parse(&chain.tick(5).unwrap()) else {
+            panic!("checkpoint expected")
+        };
+        assert_eq!((cp.seq, cp.count, cp.time_ms), (4, 5, 5), "covers all four");
+        assert_eq!(cp.head, *chain.head());
         assert_eq!(chain.pending(), 0);
         assert_eq!(chain.tick(5000), None, "nothing pending");
+        // The time rule: one record waiting 1000 ms after the last checkpoint.
         chain.append_anomaly(1100, &Anomaly::new("flagged", "x"));
-        assert_eq!(chain.tick(1500), None, "interval not reached");
-        assert!(chain.tick(2006).is_some());
-        assert_eq!(chain.checkpoint(2007), None, "head already covered");
-        assert_eq!(chain.next_seq(), 10);
+        assert_eq!(chain.tick(1004), None, "interval not reached");
+        assert!(chain.tick(1005).is_some());
+        assert_eq!(chain.checkpoint(1006), None, "head already covered");
+        assert_eq!(chain.next_seq(), 6);
+        assert_eq!(chain.checkpoints(), 3);
     }
 
     #[test]

@@ -102,12 +102,24 @@
 //!
 //! # Checkpoints and what they prove
 //!
-//! A checkpoint follows the genesis immediately. After that, one follows a
-//! record as soon as `checkpoint_every` records were appended since the last
-//! checkpoint, or when the record's `time_ms` is `checkpoint_ms` or more after
-//! the last checkpoint's (`checkpoint_ms` 0: no time rule). The shim may add checkpoints at other
-//! times (a timer, VM shutdown). The genesis states the policy, so the
-//! verifier knows where a checkpoint must be and reports a missing one.
+//! A checkpoint follows the genesis immediately (signed while the VM is
+//! configured). After that, checkpoints are never signed while a request is
+//! handled: appending a record only hashes it. The shim's timer (every
+//! 500 ms) asks [`Chain::tick`], which signs one checkpoint over the current
+//! head once `checkpoint_every` records were appended since the last
+//! checkpoint, or once records have waited `checkpoint_ms` (0: no time
+//! rule). One checkpoint covers every record appended until then, however
+//! many, so signing costs at most one ML-DSA-65 signature per VM per tick
+//! whatever the request rate. A last checkpoint is written when the VM
+//! stops. The writer appends and signs from one thread, so a checkpoint
+//! line always follows the records it covers.
+//!
+//! The genesis states the policy. Because signing waits for the timer, the
+//! verifier cannot require a checkpoint after an exact record; it reports,
+//! per chain, the records after the last checkpoint (unverified) and whether
+//! that tail is long enough that the policy made a checkpoint due (the log
+//! was cut there, or is still being written). `pqguard audit verify
+//! --max-unverified N` turns a longer tail into a failure, for closed logs.
 //!
 //! With the checkpoint key kept secret, `pqguard audit verify` guarantees for
 //! each chain that every record up to its last valid checkpoint is exactly
@@ -123,10 +135,10 @@
 //! | a record inserted, or copied from another chain (spliced) | yes: its `chain`, `seq` and `prev` conflict with the chain it lands in, and editing them changes its digest |
 //! | a checkpoint forged or edited | yes: the signature does not verify |
 //! | a checkpoint re-signed with another key | yes: the signature does not verify under the JWKS key of that `kid`, the `kid` is not in the JWKS, or it is not the `kid` the genesis names (so even another trusted key, for example a retired one, cannot re-sign this chain) |
-//! | a checkpoint deleted | yes when a record follows it: that record arrives where the genesis policy required a checkpoint. Deleting a chain's last checkpoint (and nothing after it) only turns the records it covered into unverified ones, and the summary says the log ends where a checkpoint was due |
+//! | a checkpoint deleted | nothing is hidden by it: a later checkpoint still covers every earlier record through the chain. Deleting a chain's last checkpoints turns the records they covered into unverified ones, reported as such, with the tail flagged as due a checkpoint when it is as long as the policy allows (`--max-unverified` fails on it) |
 //! | the log truncated | not from the log alone: every prefix of a chain is a valid chain, and a cut after the last checkpoint removes unverified records only. A cut is detected against an anchor (`--anchor CHAIN:SEQ:HEAD`, printed by an earlier verification, or taken from the collector's copy): the log must still reach that record, with that digest |
 //! | a whole chain deleted | only against an anchor for it |
-//! | records after the last checkpoint rewritten, removed or appended | no: they carry no signature yet, so anyone with write access to the log can rewrite them consistently; they are reported as unverified, and their number is bounded by the policy (fewer than `checkpoint_every` records, spanning less than `checkpoint_ms`) |
+//! | records after the last checkpoint rewritten, removed or appended | no: they carry no signature yet, so anyone with write access to the log can rewrite them consistently; they are reported as unverified. In a complete log their number is bounded by the policy plus one timer period (500 ms) of traffic |
 //!
 //! Key rotation: a chain keeps its key for life (the genesis names it). Keep
 //! retired public keys in the JWKS given to the verifier as long as logs

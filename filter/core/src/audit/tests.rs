@@ -64,7 +64,7 @@ fn decision(i: u64) -> Decision {
 }
 
 /// Writes a chain of `n` records after the genesis (record 7 an anomaly),
-/// as Envoy log lines.
+/// as Envoy log lines, with the timer ticking after every record.
 fn write_chain(id: &str, s: &CheckpointSigner, n: u64) -> Vec<String> {
     let (mut chain, first) =
         Chain::new(id, b"{\"audit\":{}}", 100, 100, POLICY, s.clone()).unwrap();
@@ -72,12 +72,13 @@ fn write_chain(id: &str, s: &CheckpointSigner, n: u64) -> Vec<String> {
     for i in 1..=n {
         let t = 100 + i;
         if i == 7 {
-            lines.extend(
+            lines.push(
                 chain.append_anomaly(t, &Anomaly::new("downgrade", "X25519 after X25519MLKEM768")),
             );
         } else {
-            lines.extend(chain.append_decision(t, &decision(i)));
+            lines.push(chain.append_decision(t, &decision(i)));
         }
+        lines.extend(chain.tick(t));
     }
     lines.into_iter().map(|l| format!("{ENVOY}{l}")).collect()
 }
@@ -540,37 +541,35 @@ fn a_checkpoint_re_signed_with_another_key_is_refused() {
 }
 
 #[test]
-fn deleted_checkpoints_are_noticed_where_the_policy_requires_one() {
+fn a_deleted_checkpoint_hides_nothing_a_later_one_covers() {
     let f = fixture();
-    // The checkpoint after seq 4 deleted: seq 5 arrives where it was due.
+    // The checkpoint after seq 4 deleted: the one after seq 8 still covers
+    // records 0 to 8, through the chain.
     let mut lines = f.lines.clone();
     lines.remove(find(&lines, 4, true));
-    let (problem, seq, _) = first_problem(run(&lines, &f.keys));
-    assert_eq!(
-        problem,
-        Problem::MissingCheckpoint {
-            after_seq: 4,
-            policy: POLICY
-        }
-    );
-    assert_eq!(seq, Some(5));
-    // The genesis checkpoint deleted.
-    let mut lines = f.lines.clone();
-    lines.remove(1);
-    assert!(matches!(
-        first_problem(run(&lines, &f.keys)).0,
-        Problem::MissingCheckpoint { after_seq: 0, .. }
-    ));
-    // The last checkpoint deleted (and what followed it): a shorter log
-    // whose tail is unverified and visibly due a checkpoint.
-    let lines = &f.lines[..find(&f.lines, 8, true)];
-    let report = run(lines, &f.keys);
+    let report = run(&lines, &f.keys);
+    assert!(report.is_intact(), "{:?}", report.errors);
+    assert_eq!(report.chains[0].verified_through, Some(8));
+    assert_eq!(report.chains[0].checkpoints, 2);
+    // Every checkpoint after the genesis one deleted: nothing is lost
+    // silently: the records are reported unverified, and the summary says
+    // the policy made a checkpoint due.
+    lines.remove(find(&lines, 8, true));
+    let report = run(&lines, &f.keys);
     assert!(report.is_intact());
+    assert_eq!(report.unverified(), 10);
     assert!(report.chains[0].checkpoint_due_at_end);
+    // Editing those records is then not detected from the log alone (the
+    // module documentation says so): the same holds for any unsigned tail.
+    let i = find(&lines, 2, false);
+    lines[i] = lines[i].replace("\"sub\":\"alice\"", "\"sub\":\"carol\"");
+    let report = run(&relink(&lines, None), &f.keys);
+    assert!(report.is_intact());
+    assert_eq!(report.unverified(), 10);
 }
 
 #[test]
-fn the_time_rule_is_enforced_like_the_count_rule() {
+fn the_time_rule_makes_the_timer_sign() {
     let key = signer(4, "t");
     let policy = CheckpointPolicy {
         every_records: 1000,
@@ -578,24 +577,32 @@ fn the_time_rule_is_enforced_like_the_count_rule() {
     };
     let (mut chain, mut lines) = Chain::new("t-1", b"", 0, 0, policy, key.clone()).unwrap();
     for t in [10, 30, 60, 70, 200, 210] {
-        lines.extend(chain.append_decision(t, &decision(t)));
+        lines.push(chain.append_decision(t, &decision(t)));
+        lines.extend(chain.tick(t));
     }
     lines.extend(chain.tick(400));
     assert_eq!(
         lines.len(),
         2 + 6 + 3,
-        "checkpoints after t=60, t=200 and the tick"
+        "checkpoints at the ticks of t=60, t=200 and t=400"
     );
     let keys = jwks(&[&key]);
     let report = run(&lines, &keys);
     assert!(report.is_intact(), "{:?}", report.errors);
     assert_eq!(report.unverified(), 0);
-    let mut cut = lines.clone();
-    cut.remove(find(&cut, 3, true));
-    assert!(matches!(
-        first_problem(run(&cut, &keys)).0,
-        Problem::MissingCheckpoint { after_seq: 3, .. }
-    ));
+    assert!(!report.chains[0].checkpoint_due_at_end);
+    // Only the last checkpoint cut: the record at t=210 came 10 ms after
+    // the checkpoint at t=200, so the log itself shows nothing overdue.
+    let report = run(&lines[..lines.len() - 1], &keys);
+    assert!(report.is_intact());
+    assert!(!report.chains[0].checkpoint_due_at_end);
+    // The last two cut: records span 150 ms after the checkpoint at t=60.
+    let mut cut = lines[..lines.len() - 1].to_vec();
+    cut.remove(find(&cut, 5, true));
+    let report = run(&cut, &keys);
+    assert!(report.is_intact());
+    assert_eq!(report.unverified(), 3);
+    assert!(report.chains[0].checkpoint_due_at_end);
 }
 
 #[test]

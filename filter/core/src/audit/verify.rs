@@ -5,8 +5,9 @@
 //! - every record has the next `seq` and names the previous record's digest
 //!   as `prev`; a record carrying `args` matches its `args_sha3`;
 //! - every checkpoint is ML-DSA-65, names the genesis `kid`, verifies under
-//!   that key of the JWKS, and covers exactly the chain's current head;
-//! - a checkpoint is present wherever the genesis policy makes one due.
+//!   that key of the JWKS, and covers exactly the chain's current head
+//!   (the writer signs on its timer, over the head it has then, and writes
+//!   the checkpoint after the records it covers, from the same thread).
 //!
 //! A chain stops being checked at its first problem (everything after it is
 //! suspect); the other chains go on. Records after a chain's last valid
@@ -87,13 +88,6 @@ pub enum Problem {
         /// The chain's last `seq` at that point.
         chain_seq: Option<u64>,
     },
-    /// A record where the policy required a checkpoint first.
-    MissingCheckpoint {
-        /// The record after which the checkpoint was due.
-        after_seq: u64,
-        /// The genesis policy.
-        policy: CheckpointPolicy,
-    },
     /// The record at an anchor's `seq` has another digest.
     AnchorMismatch {
         /// The anchor's `seq`.
@@ -124,7 +118,6 @@ impl Problem {
             Self::UnknownKey(_) => "unknown_key",
             Self::BadSignature => "bad_signature",
             Self::CheckpointMismatch { .. } => "checkpoint_mismatch",
-            Self::MissingCheckpoint { .. } => "missing_checkpoint",
             Self::AnchorMismatch { .. } => "anchor_mismatch",
             Self::AnchorNotReached { .. } => "anchor_not_reached",
         }
@@ -184,11 +177,6 @@ impl fmt::Display for Problem {
                 ),
                 None => write!(f, "checkpoint for seq {seq} found before any record"),
             },
-            Self::MissingCheckpoint { after_seq, policy } => write!(
-                f,
-                "a checkpoint was due after seq {after_seq} (every {} records or {} ms) but none follows: checkpoints were deleted",
-                policy.every_records, policy.interval_ms
-            ),
             Self::AnchorMismatch { seq } => write!(
                 f,
                 "record {seq} differs from the anchor: the log was rewritten"
@@ -308,8 +296,9 @@ pub struct ChainSummary {
     pub verified_head: Option<Digest>,
     /// Records after the last valid checkpoint (unverified).
     pub unverified: u64,
-    /// The log ends where a checkpoint was due (the last lines were cut,
-    /// or the log is still being written).
+    /// The unverified tail is as long as the genesis policy allows (at
+    /// least `checkpoint_every` records, or waiting `checkpoint_ms`): the
+    /// log was cut after its last checkpoint, or is still being written.
     pub checkpoint_due_at_end: bool,
     /// Lines of this chain after its first problem, not checked.
     pub unchecked: u64,
@@ -415,7 +404,7 @@ struct ChainState {
     next_seq: u64,
     since_checkpoint: u64,
     last_checkpoint_ms: u64,
-    due: bool,
+    last_record_ms: u64,
 }
 
 impl ChainState {
@@ -440,7 +429,7 @@ impl ChainState {
             next_seq: 0,
             since_checkpoint: 0,
             last_checkpoint_ms: 0,
-            due: false,
+            last_record_ms: 0,
         }
     }
 
@@ -453,8 +442,6 @@ impl ChainState {
                 };
                 self.summary.genesis = Some(g.clone());
                 self.last_checkpoint_ms = r.time_ms;
-                // The genesis is always followed by its checkpoint.
-                self.due = true;
             }
             (None, RecordBody::Genesis(_)) => return Err(Problem::UnexpectedGenesis),
             (None, _) => return Err(Problem::MissingGenesis { found_seq: r.seq }),
@@ -471,12 +458,6 @@ impl ChainState {
                 if r.prev != self.head {
                     return Err(Problem::BrokenLink);
                 }
-                if self.due {
-                    return Err(Problem::MissingCheckpoint {
-                        after_seq: self.next_seq.saturating_sub(1),
-                        policy: self.policy,
-                    });
-                }
                 if let RecordBody::Decision(dec) = body {
                     if let Some(args) = &dec.args {
                         if dec.args_sha3 != Some(sha3(args.as_bytes())) {
@@ -484,13 +465,9 @@ impl ChainState {
                         }
                     }
                 }
-                self.due = self.policy.due(
-                    self.since_checkpoint + 1,
-                    r.time_ms,
-                    self.last_checkpoint_ms,
-                );
             }
         }
+        self.last_record_ms = r.time_ms;
         self.head = d;
         self.next_seq = r.seq + 1;
         self.since_checkpoint += 1;
@@ -532,7 +509,6 @@ impl ChainState {
         self.summary.checkpoints += 1;
         self.since_checkpoint = 0;
         self.last_checkpoint_ms = c.time_ms;
-        self.due = false;
         Ok(())
     }
 }
@@ -652,7 +628,12 @@ impl<'k> Verifier<'k> {
             let s = &mut state.summary;
             let verified = s.verified_through.map_or(0, |v| v + 1);
             s.unverified = state.next_seq.saturating_sub(verified);
-            s.checkpoint_due_at_end = state.due && s.error.is_none();
+            s.checkpoint_due_at_end = s.error.is_none()
+                && state.policy.due(
+                    state.since_checkpoint,
+                    state.last_record_ms,
+                    state.last_checkpoint_ms,
+                );
             if s.error.is_none() {
                 if let Some(pending) = self.anchors.remove(id) {
                     if let Some((&seq, _)) = pending.iter().next() {
