@@ -82,7 +82,8 @@ RESPONSE_BODY = (
     '{"jsonrpc":"2.0","id":4711,"result":{"content":[{"type":"text",'
     '"text":"indexed 1 document"}],"isError":false}}'
 )
-NO_FILTER, PASSTHROUGH, PQGUARD = "none", "passthrough", "pqguard"
+NO_FILTER, PASSTHROUGH, PQGUARD, PQGUARD_B = "none", "passthrough", "pqguard", "pqguard-b"
+PQGUARD_FILTERS = (PQGUARD, PQGUARD_B)
 PASSTHROUGH_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "examples" / "passthrough_filter.wasm"
 # Refused by pqguard (duplicate key), passed by Envoy alone: proves which listener has the filter.
 MALFORMED_BODY = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}'
@@ -155,15 +156,18 @@ transport_socket:
       """
 
 
-# Set from --pqguard-config and --header: pqguard's plugin configuration (for example auth with
-# inline keys, or an audit section) and one extra request header (for example a bearer token).
+# Set from --pqguard-config, --compare-config and --header: pqguard's plugin configuration (for
+# example auth with inline keys, or an audit section), the configuration of a second pqguard
+# listener measured in the same rounds, and one extra request header (for example a bearer token).
 PQGUARD_CONFIG: dict[str, Any] = {}
+COMPARE_CONFIG: dict[str, Any] = {}
 EXTRA_HEADER: tuple[str, str] | None = None
 
 
 def filter_block(wasm: Path, name: str) -> str:
     """The wasm filter entry of envoy/pqguard-filter.yaml for ``wasm``, indented for the chain."""
-    block = render_pqguard_filter(wasm, PQGUARD_CONFIG if name == PQGUARD else {})
+    config = {PQGUARD: PQGUARD_CONFIG, PQGUARD_B: COMPARE_CONFIG}.get(name, {})
+    block = render_pqguard_filter(wasm, config)
     if name != "pqguard":
         block = block.replace("name: pqguard\n", f"name: {name}\n").replace("vm_id: pqguard\n", f"vm_id: {name}\n")
     return "".join(f"          {line}\n" if line else "\n" for line in block.splitlines())
@@ -198,7 +202,7 @@ class Listener:
     name: str
     port: int
     tls: bool
-    filter: str  # NO_FILTER, PASSTHROUGH or PQGUARD
+    filter: str  # NO_FILTER, PASSTHROUGH, PQGUARD or PQGUARD_B
 
     @property
     def url(self) -> str:
@@ -315,7 +319,9 @@ class Bench:
         self.wasm = {PQGUARD: args.wasm.resolve() if args.wasm else wasm_path()}
         if not args.no_passthrough:
             self.wasm[PASSTHROUGH] = (args.passthrough_wasm or PASSTHROUGH_WASM).resolve()
-        admin, *ports = free_ports(6)
+        if args.compare_config:
+            self.wasm[PQGUARD_B] = self.wasm[PQGUARD]
+        admin, *ports = free_ports(7)
         self.admin_port = admin
         listeners = [
             Listener("plain-base", ports[0], tls=False, filter=NO_FILTER),
@@ -323,10 +329,12 @@ class Bench:
             Listener("plain-pqg", ports[2], tls=False, filter=PQGUARD),
             Listener("tls-base", ports[3], tls=True, filter=NO_FILTER),
             Listener("tls-pqg", ports[4], tls=True, filter=PQGUARD),
+            Listener("plain-pqg-b", ports[5], tls=False, filter=PQGUARD_B),
         ]
         self.listeners = {
             listener.name: listener for listener in listeners
             if not (listener.tls and args.no_tls) and not (listener.filter == PASSTHROUGH and args.no_passthrough)
+            and not (listener.filter == PQGUARD_B and not args.compare_config)
         }
         self.pki: TestPki | None = None
         self.tls_context: ssl.SSLContext | None = None
@@ -336,7 +344,7 @@ class Bench:
 
     def schedule(self) -> list[tuple[str, int, list[tuple[str, int]]]]:
         """(scenario, body size, [(listener, round)]) in the order they run."""
-        plain = [name for name in ("plain-base", "plain-wasm", "plain-pqg") if name in self.listeners]
+        plain = [name for name in ("plain-base", "plain-wasm", "plain-pqg", "plain-pqg-b") if name in self.listeners]
         plan = [("plain 1 KiB", SMALL, [(name, r) for r in range(1, self.args.rounds + 1) for name in plain])]
         if not self.args.no_large:
             plan.append(("plain 64 KiB", LARGE, [("plain-base", 1), ("plain-pqg", 1)]))
@@ -388,7 +396,7 @@ class Bench:
                 if status != 200 or body.decode("utf-8", "replace") != RESPONSE_BODY:
                     raise RuntimeError(f"{listener.name}: {size} byte body got HTTP {status}: {body[:300]!r}")
             status, body = post(listener.url, MALFORMED_BODY, context)
-            expected = 400 if listener.filter == PQGUARD else 200
+            expected = 400 if listener.filter in PQGUARD_FILTERS else 200
             if status != expected:
                 raise RuntimeError(f"{listener.name}: malformed body got HTTP {status}, expected {expected}: "
                                    f"{body[:300]!r}")
@@ -407,7 +415,7 @@ class Bench:
         requests = int(result["requests"])
         seconds = result["duration_us"] / 1e6
         records = None
-        if listener.filter == PQGUARD and self.args.log_records:
+        if listener.filter in PQGUARD_FILTERS and self.args.log_records:
             records = count_records(self.envoy.log_path, log_mark)
         if not self.args.keep_logs:
             # Envoy's log is opened for appending, so cutting this run's records away is safe.
@@ -468,7 +476,7 @@ class Bench:
         for scenario, size, _ in self.schedule():
             runs = [r for r in self.runs if r.scenario == scenario]
             base: dict[str, Any] | None = None
-            for filter_ in (NO_FILTER, PASSTHROUGH, PQGUARD):
+            for filter_ in (NO_FILTER, PASSTHROUGH, PQGUARD, PQGUARD_B):
                 mine = [r for r in runs if r.filter == filter_]
                 if not mine:
                     continue
@@ -531,6 +539,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write every run and the summary to this file")
     parser.add_argument("--pqguard-config", type=Path,
                         help="JSON plugin configuration for pqguard (default: {}, inspection only)")
+    parser.add_argument("--compare-config", type=Path,
+                        help="a second pqguard listener (filter pqguard-b) with this plugin configuration (JSON), "
+                             "measured in the same plain 1 KiB rounds: for example inspection only against audit")
     parser.add_argument("--header", help='one extra request header, "Name: value" (for example a bearer token)')
     args = parser.parse_args(argv)
     if min(args.duration, args.connections, args.threads, args.rounds, args.concurrency) < 1 or args.warmup < 0:
@@ -539,10 +550,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global PQGUARD_CONFIG, EXTRA_HEADER
+    global PQGUARD_CONFIG, COMPARE_CONFIG, EXTRA_HEADER
     args = parse_args(argv)
     if args.pqguard_config:
         PQGUARD_CONFIG = json.loads(args.pqguard_config.read_text())
+    if args.compare_config:
+        COMPARE_CONFIG = json.loads(args.compare_config.read_text())
     if args.header:
         name, _, value = args.header.partition(":")
         EXTRA_HEADER = (name.strip(), value.strip())
