@@ -92,13 +92,15 @@ class Topology:
         concurrency: int | None = 2,
         with_client: bool = True,
         extra_clusters: str | None = None,
+        mcp_server_args: tuple[str, ...] = (),
     ) -> None:
         """``plugin_config``: a mapping, the text of a YAML block (see :func:`render_pqguard_filter`),
         or a function of the topology that returns either; a function is called once the MCP
         server answers (and before the edge starts), so the configuration can depend on what
         the server offers (for example pinned tool digests). ``plugin_config_as_string`` hands
         a mapping over as a ``StringValue`` instead of the template's ``Struct``.
-        ``extra_clusters`` are more clusters for the edge (see :func:`render_edge`)."""
+        ``extra_clusters`` are more clusters for the edge (see :func:`render_edge`);
+        ``mcp_server_args`` go to the MCP server (for example ``--routing-tool``)."""
         self.with_filter = with_filter
         self.wasm = (wasm or wasm_path()) if with_filter else None
         self._plugin_config_source = plugin_config if callable(plugin_config) else None
@@ -107,6 +109,7 @@ class Topology:
             else plugin_config if isinstance(plugin_config, str) else dict(plugin_config))
         self.plugin_config_as_string = plugin_config_as_string
         self.extra_clusters = extra_clusters
+        self.mcp_server_args = tuple(mcp_server_args)
         self.concurrency = concurrency
         self.with_client = with_client
         if run_dir is None:
@@ -150,7 +153,7 @@ class Topology:
 
         self.mcp_server = ManagedProcess(
             "mcp-server",
-            [sys.executable, "-u", str(MCP_SERVER_SCRIPT), "--port", str(p.mcp)],
+            [sys.executable, "-u", str(MCP_SERVER_SCRIPT), "--port", str(p.mcp), *self.mcp_server_args],
             self.run_dir / "mcp-server.log",
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

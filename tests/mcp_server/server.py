@@ -17,6 +17,12 @@ Every HTTP request that reaches ``/mcp`` is logged to stdout as one line::
 and kept in memory; ``GET /debug/received`` returns that list as JSON, so a
 test can prove that a message never reached the server.
 
+``--routing-tool`` adds ``query_region(region, query, limit)``, whose
+``region`` and ``limit`` carry ``x-mcp-header`` annotations (``Region``,
+``Limit``): 2026-07-28 clients mirror them into ``Mcp-Param-*`` headers. It
+also adds ``misannotated_region``, whose schema puts ``x-mcp-header`` on a
+``number`` property, which the spec forbids (clients must drop that tool).
+
 ``POST /debug/tools/<name>`` with ``{"description": "..."}`` changes what the
 server says that tool does, from the next ``tools/list`` on (``{"description":
 null}`` restores the original): a server that changes an approved tool behind
@@ -41,9 +47,10 @@ import json
 import os
 import sys
 import threading
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
+from pydantic import Field
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.responses import JSONResponse
@@ -220,6 +227,7 @@ class RecordingMiddleware:
             "http_version": scope.get("http_version"),
             "session": headers.get("mcp-session-id"),
             "body_bytes": len(body),
+            "param_headers": {k: v for k, v in headers.items() if k.startswith("mcp-param-")},
         }
         entry.update(describe_body(body))
         self.log.add(entry)
@@ -294,11 +302,27 @@ def build_app(host: str) -> ASGIApp:
     return RecordingMiddleware(app, ReceivedLog())
 
 
+def query_region(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+    query: str,
+    limit: Annotated[int, Field(json_schema_extra={"x-mcp-header": "Limit"})] = 10,
+) -> str:
+    """Answer a query in one region (routers may route on the Region and Limit headers)."""
+    return json.dumps({"region": region, "query": query, "limit": limit}, sort_keys=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default=os.environ.get("MCP_SERVER_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("MCP_SERVER_PORT", "8000")))
+    parser.add_argument("--routing-tool", action="store_true", help="also offer query_region (x-mcp-header)")
     args = parser.parse_args(argv)
+    if args.routing_tool:
+        server.tool()(query_region)
+        server.tool(name="misannotated_region")(query_region)
+        # The SDK refuses to register an invalid annotation; break it afterwards.
+        misannotated = server._tool_manager.get_tool("misannotated_region")
+        misannotated.parameters["properties"]["limit"]["type"] = "number"
 
     print(f"mcp-server.start {json.dumps({'host': args.host, 'port': args.port, 'path': MCP_PATH})}", flush=True)
     uvicorn.run(build_app(args.host), host=args.host, port=args.port, log_level="warning", access_log=False)

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::json::ScanLimits;
 use crate::mcp::ParseOptions;
+use crate::params::UnknownSchema;
 use crate::policy::{self, Connectivity, Policy, RawP2p, RawPolicy};
 
 /// Default cap on a request body: 1 MiB (Envoy's default buffer limit).
@@ -79,6 +80,7 @@ struct RawMcp {
     allow_batches: bool,
     unknown_methods: UnknownMethods,
     allow_methods: Vec<String>,
+    unknown_tool_schema: UnknownSchema,
 }
 
 impl Default for RawMcp {
@@ -87,6 +89,7 @@ impl Default for RawMcp {
             allow_batches: true,
             unknown_methods: UnknownMethods::Deny,
             allow_methods: Vec::new(),
+            unknown_tool_schema: UnknownSchema::Forward,
         }
     }
 }
@@ -120,6 +123,10 @@ pub struct Config {
     pub unknown_methods: UnknownMethods,
     /// Extra methods accepted in every version (for extensions), compared exactly.
     pub allow_methods: Vec<String>,
+    /// `tools/call` with `Mcp-Param-*` headers for a tool whose schema the
+    /// filter has not seen (`mcp.unknown_tool_schema`): forwarded (default)
+    /// or refused.
+    pub unknown_tool_schema: UnknownSchema,
     /// Transport gates and threat detection (`p2p_connectivity`).
     pub connectivity: Connectivity,
     /// Tool policy; `None` means inspection only (no policy decisions).
@@ -141,6 +148,7 @@ impl Default for Config {
             parse: ParseOptions::default(),
             unknown_methods: UnknownMethods::Deny,
             allow_methods: Vec::new(),
+            unknown_tool_schema: UnknownSchema::Forward,
             connectivity: Connectivity::default(),
             policy: None,
             auth: None,
@@ -220,6 +228,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         unknown_methods: raw.mcp.unknown_methods,
         allow_methods: raw.mcp.allow_methods,
+        unknown_tool_schema: raw.mcp.unknown_tool_schema,
         connectivity: policy::compile_connectivity(raw.p2p_connectivity)
             .map_err(|e| ConfigError(e.to_string()))?,
         policy: raw

@@ -11,6 +11,7 @@
 //! - [`json`]: strict single-pass JSON scanner (duplicate keys, depth, UTF-8).
 //! - [`mcp`]: MCP / JSON-RPC message inspection across protocol versions.
 //! - [`mirror`]: 2026-07-28 header mirrors (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`) against the body.
+//! - [`params`]: `x-mcp-header` annotations from `tools/list`; `Mcp-Param-*` values against the arguments.
 //! - [`policy`]: cipher-aware tool policy: rules, precedence, argument rules, transport gates.
 //! - [`request`]: request head checks and body inspection entry points.
 //! - [`crypto`]: crypto facts of a connection and their strength classes.
@@ -32,6 +33,7 @@ pub mod crypto;
 pub mod json;
 pub mod mcp;
 pub mod mirror;
+pub mod params;
 pub mod policy;
 pub mod record;
 pub mod reject;

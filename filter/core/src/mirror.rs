@@ -8,12 +8,11 @@
 //! present (an older-version request carrying them is just as ambiguous),
 //! and requires `Mcp-Method` and `Mcp-Name` in 2026-07-28.
 //!
-//! `Mcp-Param-{Name}` headers: the header name comes from an `x-mcp-header`
-//! annotation in the tool's `inputSchema`, which only `tools/list` reveals.
-//! Without the schema pqguard validates each such header's value encoding
-//! (plain visible ASCII or a well-formed `=?base64?…?=` of UTF-8) and refuses
-//! malformed ones; matching values against arguments needs the schema and
-//! is not done yet.
+//! `Mcp-Param-{Name}` headers: here only each value's encoding is checked
+//! (plain visible ASCII or a well-formed `=?base64?…?=` of UTF-8), for every
+//! request. Their names come from `x-mcp-header` annotations in the tool's
+//! `inputSchema`, which only `tools/list` reveals: [`crate::params`] matches
+//! the values against the arguments once the schema is known.
 
 use std::fmt;
 

@@ -2,8 +2,9 @@
 //! body byte is buffered, and the body inspection at end of stream.
 
 use crate::config::Config;
-use crate::mcp::{self, Inspected, MessageKind, ProtocolVersion};
+use crate::mcp::{self, Inspected, MessageKind, ProtocolVersion, Target};
 use crate::mirror::{self, MirrorHeaders};
+use crate::params::{self, CallCheck, KnownSchema};
 use crate::reject::{Reason, Rejection};
 
 /// Headers that must appear at most once: a second copy is a classic way to
@@ -271,6 +272,39 @@ pub fn validate(
     Ok(())
 }
 
+/// Checks the `Mcp-Param-*` headers of every `tools/call` against what
+/// `lookup` knows of the tool (learnt from `tools/list` answers, see
+/// [`crate::params`]). Returns how many calls went unchecked because their
+/// tool's schema is unknown and the configuration forwards them.
+pub fn check_param_headers(
+    config: &Config,
+    head: &RequestHead,
+    inspected: &Inspected<'_>,
+    lookup: impl Fn(&str) -> KnownSchema,
+) -> Result<u32, Rejection> {
+    let version = head.protocol_version()?;
+    let mut unchecked = 0;
+    for message in &inspected.messages {
+        let (Some("tools/call"), Target::Tool(tool)) = (message.method.as_deref(), &message.target)
+        else {
+            continue;
+        };
+        let outcome = params::check_call(
+            &lookup(tool),
+            config.unknown_tool_schema,
+            &head.mirrors.params,
+            &inspected.document,
+            message.arguments,
+            version >= ProtocolVersion::V2026_07_28,
+        )
+        .map_err(|m| Rejection::new(Reason::HeaderMismatch, m.to_string()).with_id(message.id))?;
+        if outcome == CallCheck::Unchecked {
+            unchecked += 1;
+        }
+    }
+    Ok(unchecked)
+}
+
 fn body_too_large(config: &Config, size: u64) -> Rejection {
     Rejection::new(
         Reason::BodyTooLarge,
@@ -315,6 +349,37 @@ mod tests {
             HeadVerdict::Reject(r) => r.reason,
             other => panic!("expected a rejection, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn param_headers_of_tools_calls_are_checked_against_the_known_schema() {
+        let c = Config::default();
+        let mut head = post();
+        head.protocol_version = Some("2025-06-18".into());
+        head.mirrors.params = vec![("region".into(), "eu".into())];
+        let body = br#"{"jsonrpc":"2.0","id":"c-1","method":"tools/call","params":{"name":"q","arguments":{"region":"us"}}}"#;
+        let inspected = parse_body(&c, &head, body).unwrap();
+        let schema = serde_json::json!({"properties": {"region": {"type": "string", "x-mcp-header": "Region"}}});
+        let known = params::ParamHeaders::from_input_schema(Some(&schema)).unwrap();
+        let r = check_param_headers(&c, &head, &inspected, |tool| {
+            assert_eq!(tool, "q");
+            KnownSchema::Known(known.clone())
+        })
+        .unwrap_err();
+        assert_eq!(r.reason, Reason::HeaderMismatch);
+        assert_eq!(r.id.as_deref(), Some("\"c-1\""));
+        // Unknown schema: forwarded and counted (the default), or refused.
+        assert_eq!(
+            check_param_headers(&c, &head, &inspected, |_| KnownSchema::Unknown),
+            Ok(1)
+        );
+        let refuse = Config::from_json(br#"{"mcp":{"unknown_tool_schema":"refuse"}}"#).unwrap();
+        assert!(check_param_headers(&refuse, &head, &inspected, |_| KnownSchema::Unknown).is_err());
+        head.mirrors.params = vec![("region".into(), "us".into())];
+        assert_eq!(
+            check_param_headers(&c, &head, &inspected, |_| KnownSchema::Known(known.clone())),
+            Ok(0)
+        );
     }
 
     #[test]

@@ -110,6 +110,23 @@ impl ToolsListAnswer {
             .collect()
     }
 
+    /// The `Mcp-Param-*` headers each tool declares (its `x-mcp-header`
+    /// annotations), or why they are invalid, in order.
+    pub fn param_headers(
+        &self,
+    ) -> Vec<(
+        String,
+        Result<crate::params::ParamHeaders, crate::params::InvalidAnnotation>,
+    )> {
+        self.tool_values()
+            .map(|t| {
+                let name = t.get("name").and_then(Value::as_str).unwrap_or("");
+                let read = crate::params::ParamHeaders::from_input_schema(t.get("inputSchema"));
+                (name.to_owned(), read)
+            })
+            .collect()
+    }
+
     /// The names of the tools offered, in order (no digests computed).
     pub fn names(&self) -> Vec<&str> {
         self.tool_values()

@@ -20,6 +20,7 @@ use pqguard_core::audit;
 use pqguard_core::auth::{self, RESOURCE_METADATA_PATH};
 use pqguard_core::crypto::CryptoFacts;
 use pqguard_core::mcp::{Inspected, Message, MessageKind, Target};
+use pqguard_core::params::KnownSchema;
 use pqguard_core::policy::{Decision, Denial, DenyReason, Facts};
 use pqguard_core::record::{json_string, RequestRecord, REQUEST_MARKER, TOOLS_MARKER};
 use pqguard_core::reject::{Reason, Rejection};
@@ -177,6 +178,7 @@ impl Request {
             Err(rejection) => return self.refuse(rejection),
         };
         let verdict = request::validate(&self.vm.config, &self.head, &inspected)
+            .and_then(|()| self.check_param_headers(&inspected))
             .and_then(|()| self.apply_policy(&inspected));
         if let Err(rejection) = verdict {
             let record = self.record().with_inspected(&inspected);
@@ -189,6 +191,16 @@ impl Request {
         }
         let record = self.record().with_inspected(&inspected);
         self.forward(&record)
+    }
+
+    /// `Mcp-Param-*` headers of `tools/call` against the tool schemas
+    /// learnt from `tools/list` answers (shared by every worker).
+    fn check_param_headers(&self, inspected: &Inspected<'_>) -> Result<(), Rejection> {
+        let unchecked =
+            request::check_param_headers(&self.vm.config, &self.head, inspected, vm::known_schema)?;
+        self.vm
+            .count("pqguard.param_headers.unchecked", i64::from(unchecked));
+        Ok(())
     }
 
     /// Policy, pins and argument rules for every message (a batch is
@@ -503,16 +515,44 @@ impl Request {
         })
     }
 
-    /// Filters a complete `tools/list` answer: pinned tools whose definition
-    /// changed are removed (and remembered), and so is every tool this
-    /// caller may not call.
-    fn filter_tools(&self, parsed: &mut ToolsListBody) -> usize {
-        let Some(policy) = &self.vm.config.policy else {
+    /// Remembers each tool's `Mcp-Param-*` headers for every worker, and
+    /// returns the tools whose `x-mcp-header` annotations are invalid
+    /// (clients must drop them; so does the filter).
+    fn learn_param_headers(&self, parsed: &ToolsListBody) -> Vec<String> {
+        let mut invalid = Vec::new();
+        for (name, read) in parsed.answer.param_headers() {
+            vm::store_schema(&name, &KnownSchema::stored_form(&read));
+            if let Err(e) = read {
+                host::log(
+                    LogLevel::Warn,
+                    &format!("pqguard: tool {name:?} removed from tools/list: {e}"),
+                );
+                invalid.push(name);
+            }
+        }
+        self.vm.count(
+            "pqguard.tools_invalid",
+            i64::try_from(invalid.len()).unwrap_or(i64::MAX),
+        );
+        invalid
+    }
+
+    /// Filters a complete `tools/list` answer: tools with invalid
+    /// `x-mcp-header` annotations are removed, so are pinned tools whose
+    /// definition changed (and remembered), and every tool this caller may
+    /// not call.
+    fn filter_tools(&self, parsed: &mut ToolsListBody, invalid: &[String]) -> usize {
+        let policy = self.vm.config.policy.as_ref();
+        if policy.is_none() && invalid.is_empty() {
             return 0;
-        };
+        }
         let facts = self.policy_facts();
         let mut violations = Vec::new();
         let removed = parsed.answer.retain(|tool| {
+            if invalid.contains(&tool.name) {
+                return false;
+            }
+            let Some(policy) = policy else { return true };
             if let Some(pinned) = policy.pins.get(&tool.name) {
                 if *pinned != tool.digest {
                     violations.push((tool.name.clone(), tool.digest_hex()));
@@ -736,7 +776,8 @@ impl HttpContext for Request {
                 )
             })
             .collect();
-        let removed = self.filter_tools(&mut parsed);
+        let invalid = self.learn_param_headers(&parsed);
+        let removed = self.filter_tools(&mut parsed, &invalid);
         let kept: Vec<String> = parsed.answer.names().into_iter().map(json_string).collect();
         host::log(
             LogLevel::Info,

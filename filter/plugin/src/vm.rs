@@ -10,6 +10,7 @@ use proxy_wasm::types::LogLevel;
 
 use pqguard_core::audit::{AuditQueue, Chain, Push};
 use pqguard_core::config::Config;
+use pqguard_core::params::KnownSchema;
 use pqguard_core::threat::{IdentityState, LatencyBaseline};
 use pqguard_core::token::{KeySet, TokenCache};
 
@@ -18,7 +19,7 @@ use crate::host;
 /// Metrics with fixed names (documented in the README). Dynamic families
 /// (`pqguard.kex.<group>`, `pqguard.denied.<reason>`, …) are defined on
 /// first use by [`Vm::count`].
-pub const FIXED_METRICS: [&str; 17] = [
+pub const FIXED_METRICS: [&str; 19] = [
     "pqguard.requests",
     "pqguard.allowed",
     "pqguard.rejected",
@@ -31,6 +32,8 @@ pub const FIXED_METRICS: [&str; 17] = [
     "pqguard.jwks.fetch_failed",
     "pqguard.jwks.rejected",
     "pqguard.tools_removed",
+    "pqguard.tools_invalid",
+    "pqguard.param_headers.unchecked",
     "pqguard.audit.records",
     "pqguard.audit.checkpoints",
     "pqguard.audit.dropped",
@@ -236,6 +239,25 @@ pub fn read_identity(key: &str) -> IdentityState {
         .as_deref()
         .map(IdentityState::decode)
         .unwrap_or_default()
+}
+
+/// Shared-data key holding what the last `tools/list` answer said of a
+/// tool's `Mcp-Param-*` headers (see `pqguard_core::params`).
+pub fn params_key(tool: &str) -> String {
+    format!("pqguard.params.{tool}")
+}
+
+/// What the workers know of a tool's `Mcp-Param-*` headers.
+pub fn known_schema(tool: &str) -> KnownSchema {
+    KnownSchema::from_stored(host::shared_get(&params_key(tool)).0.as_deref())
+}
+
+/// Remembers what a `tools/list` answer said of a tool's headers, for
+/// every worker (the last answer wins).
+pub fn store_schema(tool: &str, stored: &str) {
+    if let Err(e) = host::shared_set(&params_key(tool), stored.as_bytes(), None) {
+        host::log(LogLevel::Error, &format!("pqguard: tool schema: {e}"));
+    }
 }
 
 /// Shared-data key remembering that a pinned tool's definition changed.
