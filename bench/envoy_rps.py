@@ -415,7 +415,9 @@ class Bench:
         requests = int(result["requests"])
         seconds = result["duration_us"] / 1e6
         records = None
-        if listener.filter in PQGUARD_FILTERS and self.args.log_records:
+        config = PQGUARD_CONFIG if listener.filter == PQGUARD else COMPARE_CONFIG
+        logs_all = config.get("request_log", "all") == "all"
+        if listener.filter in PQGUARD_FILTERS and self.args.log_records and logs_all:
             records = count_records(self.envoy.log_path, log_mark)
         if not self.args.keep_logs:
             # Envoy's log is opened for appending, so cutting this run's records away is safe.

@@ -17,7 +17,10 @@ from typing import Any
 import httpx
 import pytest
 from harness import Topology, rpc_id_is, wait_for_record, wait_for_records, wait_until
+from harness.calls import McpCaller, record_of
 from harness.mcp_session import SessionSummary, run_scripted_session, ssl_context
+
+from conftest import start_extra_topology
 
 PQ = "X25519MLKEM768"
 CLASSICAL = "X25519"
@@ -354,3 +357,24 @@ def test_malformed_body_is_rejected_before_the_server(pqguard: Topology, case: s
 def test_filter_start_record(pqguard: Topology) -> None:
     starts = pqguard.pqguard_start_records()
     assert starts, "no pqguard.start line in the edge log"
+
+
+@pytest.fixture(scope="module")
+def quiet_edge(request: pytest.FixtureRequest) -> Topology:
+    return start_extra_topology(request, {"request_log": "refused"}, label="the request_log: refused topology")
+
+
+def test_request_log_refused_logs_only_refusals(quiet_edge: Topology) -> None:
+    allowed_before = quiet_edge.edge.stat("wasmcustom.pqguard.allowed")
+    with McpCaller(quiet_edge.pq_url) as caller:
+        forwarded = caller.tool("echo", {"text": "not logged"})
+        refused = caller.call(body=b'{"jsonrpc":"2.0","id":"bad","method":', rpc_id="bad-log")
+    assert forwarded.status == 200 and refused.status == 400
+    record = record_of(quiet_edge.edge_log, refused)
+    assert record["outcome"] == "rejected" and record["reason"] == "parse_error", record
+    # The forwarded request was answered before the refused one was sent: had it
+    # been logged, its line would be there by now.
+    logged = [line for line in quiet_edge.edge_log.read_text(errors="replace").splitlines()
+              if "pqguard.request " in line]
+    assert logged and not any(forwarded.path in line for line in logged), logged
+    assert quiet_edge.edge.stat("wasmcustom.pqguard.allowed") == allowed_before + 1

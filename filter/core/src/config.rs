@@ -36,6 +36,8 @@ struct RawConfig {
     auth: Option<crate::auth::RawAuth>,
     #[serde(default)]
     audit: Option<crate::audit::RawAudit>,
+    #[serde(default)]
+    request_log: RequestLog,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +106,20 @@ pub enum UnknownMethods {
     Allow,
 }
 
+/// Which requests get a `pqguard.request` line in Envoy's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestLog {
+    /// Every request (the default).
+    #[default]
+    All,
+    /// Refused requests only (forwarded ones are still counted, and
+    /// audited when the audit trail is on).
+    Refused,
+    /// None (metrics and the audit trail only).
+    None,
+}
+
 /// Validated configuration, ready for per-request use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -135,6 +151,8 @@ pub struct Config {
     pub auth: Option<crate::auth::AuthConfig>,
     /// The audit trail; `None` means no audit records.
     pub audit: Option<crate::audit::AuditSettings>,
+    /// Which requests get a `pqguard.request` log line (`request_log`).
+    pub request_log: RequestLog,
 }
 
 impl Default for Config {
@@ -153,6 +171,7 @@ impl Default for Config {
             policy: None,
             auth: None,
             audit: None,
+            request_log: RequestLog::All,
         })
     }
 }
@@ -246,6 +265,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             .map(crate::audit::settings::compile)
             .transpose()
             .map_err(ConfigError)?,
+        request_log: raw.request_log,
     })
 }
 
@@ -262,6 +282,20 @@ mod tests {
         assert_eq!(c.tls_group_key, "pqguard.tls_group");
         assert_eq!(c.max_body_bytes, 1024 * 1024);
         assert_eq!(c, Config::default());
+        assert_eq!(c.request_log, RequestLog::All);
+        assert_eq!(c.unknown_tool_schema, UnknownSchema::Forward);
+    }
+
+    #[test]
+    fn reads_request_log_and_unknown_tool_schema() {
+        let c = Config::from_json(
+            br#"{"request_log":"refused","mcp":{"unknown_tool_schema":"refuse"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.request_log, RequestLog::Refused);
+        assert_eq!(c.unknown_tool_schema, UnknownSchema::Refuse);
+        assert!(Config::from_json(br#"{"request_log":"some"}"#).is_err());
+        assert!(Config::from_json(br#"{"mcp":{"unknown_tool_schema":"allow"}}"#).is_err());
     }
 
     #[test]

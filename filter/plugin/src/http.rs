@@ -18,6 +18,7 @@ use proxy_wasm::types::{Action, LogLevel};
 
 use pqguard_core::audit;
 use pqguard_core::auth::{self, RESOURCE_METADATA_PATH};
+use pqguard_core::config::RequestLog;
 use pqguard_core::crypto::CryptoFacts;
 use pqguard_core::mcp::{Inspected, Message, MessageKind, Target};
 use pqguard_core::params::KnownSchema;
@@ -323,10 +324,12 @@ impl Request {
         if self.vm.config.audit.is_some() && self.audit.is_none() {
             self.audit = Some(self.audit_base());
         }
-        host::log(
-            LogLevel::Info,
-            &format!("{REQUEST_MARKER} {}", record.to_json()),
-        );
+        if self.vm.config.request_log == RequestLog::All {
+            host::log(
+                LogLevel::Info,
+                &format!("{REQUEST_MARKER} {}", record.to_json()),
+            );
+        }
         self.phase = Phase::Decided;
         Action::Continue
     }
@@ -346,11 +349,13 @@ impl Request {
             self.audit = Some(d.with_rejection(&rejection));
             self.write_audit(None);
         }
-        let record = record.with_rejection(&rejection);
-        host::log(
-            LogLevel::Info,
-            &format!("{REQUEST_MARKER} {}", record.to_json()),
-        );
+        if self.vm.config.request_log != RequestLog::None {
+            let record = record.with_rejection(&rejection);
+            host::log(
+                LogLevel::Info,
+                &format!("{REQUEST_MARKER} {}", record.to_json()),
+            );
+        }
         let metadata = self
             .vm
             .config
