@@ -126,3 +126,11 @@ def test_refuse_mode_asks_the_client_to_list_first(refusing: Topology) -> None:
         retried = caller.tool("query_region", {"region": "a", "query": "q"}, headers={"mcp-param-region": "a"})
     assert retried.status == 200 and reached_server(refusing, retried.rpc_id), retried.response.text
     assert '"region": "a"' in (retried.result_text or ""), retried.answer
+
+
+def test_param_headers_on_anything_but_a_tools_call_are_refused(routed: Topology) -> None:
+    with McpCaller(routed.pq_url) as caller:
+        listing = caller.call("tools/list", {}, headers={"mcp-param-region": "us-west1"})
+        malformed = caller.tool("echo", {"text": "x"}, headers={"mcp-param-region": "=?base64?!!?="})
+    assert_refused(routed, listing)
+    assert_refused(routed, malformed)

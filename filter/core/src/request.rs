@@ -287,8 +287,23 @@ pub fn check_param_headers(
     for message in &inspected.messages {
         let (Some("tools/call"), Target::Tool(tool)) = (message.method.as_deref(), &message.target)
         else {
+            if !head.mirrors.params.is_empty() {
+                // A router would act on values no argument carries.
+                return Err(Rejection::new(
+                    Reason::HeaderMismatch,
+                    "header mismatch: Mcp-Param-* headers on a message that is not a tools/call",
+                )
+                .with_id(message.id));
+            }
             continue;
         };
+        if inspected.batch && !head.mirrors.params.is_empty() {
+            return Err(Rejection::new(
+                Reason::HeaderMismatch,
+                "header mismatch: Mcp-Param-* headers on a batch (whose call would they mirror?)",
+            )
+            .with_id(message.id));
+        }
         let outcome = params::check_call(
             &lookup(tool),
             config.unknown_tool_schema,
@@ -376,6 +391,26 @@ mod tests {
         let refuse = Config::from_json(br#"{"mcp":{"unknown_tool_schema":"refuse"}}"#).unwrap();
         assert!(check_param_headers(&refuse, &head, &inspected, |_| KnownSchema::Unknown).is_err());
         head.mirrors.params = vec![("region".into(), "us".into())];
+        assert_eq!(
+            check_param_headers(&c, &head, &inspected, |_| KnownSchema::Known(known.clone())),
+            Ok(0)
+        );
+        // On anything but a single tools/call, Mcp-Param-* headers mirror nothing.
+        let list = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+        let inspected = parse_body(&c, &head, list).unwrap();
+        let r = check_param_headers(&c, &head, &inspected, |_| KnownSchema::Unknown).unwrap_err();
+        assert_eq!(
+            (r.reason, r.id.as_deref()),
+            (Reason::HeaderMismatch, Some("2"))
+        );
+        let batch = br#"[{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"q","arguments":{"region":"us"}}}]"#;
+        head.protocol_version = Some("2025-03-26".into());
+        let inspected = parse_body(&c, &head, batch).unwrap();
+        assert!(
+            check_param_headers(&c, &head, &inspected, |_| KnownSchema::Known(known.clone()))
+                .is_err()
+        );
+        head.mirrors.params.clear();
         assert_eq!(
             check_param_headers(&c, &head, &inspected, |_| KnownSchema::Known(known.clone())),
             Ok(0)

@@ -705,7 +705,7 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if self.phase == Phase::Decided {
+        if self.phase == Phase::Decided && self.vm.config.audit.is_some() {
             let status = host::response_header(":status").and_then(|s| s.parse().ok());
             self.write_audit(status);
         }
