@@ -319,8 +319,8 @@ class Bench:
         self.wasm = {PQGUARD: args.wasm.resolve() if args.wasm else wasm_path()}
         if not args.no_passthrough:
             self.wasm[PASSTHROUGH] = (args.passthrough_wasm or PASSTHROUGH_WASM).resolve()
-        if args.compare_config:
-            self.wasm[PQGUARD_B] = self.wasm[PQGUARD]
+        if args.compare_config or args.compare_wasm:
+            self.wasm[PQGUARD_B] = args.compare_wasm.resolve() if args.compare_wasm else self.wasm[PQGUARD]
         admin, *ports = free_ports(7)
         self.admin_port = admin
         listeners = [
@@ -334,7 +334,7 @@ class Bench:
         self.listeners = {
             listener.name: listener for listener in listeners
             if not (listener.tls and args.no_tls) and not (listener.filter == PASSTHROUGH and args.no_passthrough)
-            and not (listener.filter == PQGUARD_B and not args.compare_config)
+            and not (listener.filter == PQGUARD_B and PQGUARD_B not in self.wasm)
         }
         self.pki: TestPki | None = None
         self.tls_context: ssl.SSLContext | None = None
@@ -544,6 +544,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compare-config", type=Path,
                         help="a second pqguard listener (filter pqguard-b) with this plugin configuration (JSON), "
                              "measured in the same plain 1 KiB rounds: for example inspection only against audit")
+    parser.add_argument("--compare-wasm", type=Path,
+                        help="a second pqguard listener (filter pqguard-b) running this module (with "
+                             "--compare-config, or the same configuration as pqguard): for example the "
+                             "previous build")
     parser.add_argument("--header", help='one extra request header, "Name: value" (for example a bearer token)')
     args = parser.parse_args(argv)
     if min(args.duration, args.connections, args.threads, args.rounds, args.concurrency) < 1 or args.warmup < 0:
@@ -558,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         PQGUARD_CONFIG = json.loads(args.pqguard_config.read_text())
     if args.compare_config:
         COMPARE_CONFIG = json.loads(args.compare_config.read_text())
+    elif args.compare_wasm:
+        COMPARE_CONFIG = PQGUARD_CONFIG
     if args.header:
         name, _, value = args.header.partition(":")
         EXTRA_HEADER = (name.strip(), value.strip())
