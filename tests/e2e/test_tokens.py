@@ -496,6 +496,33 @@ def test_key_rotation_under_continuous_traffic_loses_no_request(remote_jwks: Rem
     assert record_of(topo.edge_log, refused).get("reason_code") == "unknown_kid"
 
 
+def test_a_vm_without_keys_takes_the_key_set_another_vm_fetched(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The JWKS server answers one fetch only (then 500): the VM that got it publishes the key
+    set in shared data, every other VM installs it from there, and every worker serves."""
+    issuer = Issuer(tmp_path_factory.mktemp("shared-keys"), ISS, AUD)
+    k1 = issuer.keygen("ML-DSA-65", "k1")
+    with JwksServer() as server:
+        server.publish_once(issuer.jwks(k1))
+        config = {"auth": {
+            "audience": AUD, "issuers": [ISS],
+            "remote_jwks": {"cluster": "jwks", "authority": server.authority, "path": server.path,
+                            "refresh_seconds": 60, "timeout_ms": 1000},
+        }}
+        topo = start_extra_topology(request, config, label="the one-fetch JWKS topology",
+                                    plugin_config_as_string=False, extra_clusters=server.cluster_yaml("jwks"))
+        wait_until_every_vm_installed(topo, ["k1"], since=0)
+        installed = [r for r in topo.pqguard_jwks_records() if r.get("outcome") == "installed"]
+        assert sorted(r["source"] for r in installed) == ["fetched"] + ["shared"] * (len(installed) - 1), installed
+        assert len(installed) == len(pqguard_vms(topo)) >= 3, installed
+        assert [f.status for f in server.fetches][0] == 200
+        assert all(f.status == 500 for f in server.fetches[1:]), server.fetches
+        token = issuer.mint(k1, sub="shared", scope="tools:read")
+        for n in range(4):
+            call = tool_once(topo.pq_url, "echo", {"text": f"shared {n}"}, token=token)
+            assert call.status == 200 and call.result_text == f"shared {n}", call.response.text
+
+
 def test_bad_jwks_answers_keep_the_last_good_key_set(remote_jwks: RemoteJwks) -> None:
     """An error status, then garbage instead of a key set: every VM logs the failed fetch and the
     refused key set, the metrics count them, and requests keep passing with the keys in force."""

@@ -50,6 +50,7 @@ class JwksServer:
         self.authority = authority
         self._lock = threading.Lock()
         self._answer = Answer(503, b"no key set published yet\n", "text/plain")
+        self._after_next: Answer | None = None
         self._fetches: list[Fetch] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -104,6 +105,12 @@ class JwksServer:
         """Answer with this key set (200, JSON) from now on."""
         self._set(Answer(200, json.dumps(jwks).encode(), cache_control=cache_control))
 
+    def publish_once(self, jwks: dict[str, Any], *, then_status: int = 500) -> None:
+        """Answer the next fetch only with this key set; every later one with ``then_status``."""
+        with self._lock:
+            self._answer = Answer(200, json.dumps(jwks).encode())
+            self._after_next = Answer(then_status, b"internal error\n", "text/plain")
+
     def fail(self, status: int = 500, body: bytes = b"internal error\n") -> None:
         """Answer with an error status from now on."""
         self._set(Answer(status, body, "text/plain"))
@@ -116,11 +123,14 @@ class JwksServer:
     def _set(self, answer: Answer) -> None:
         with self._lock:
             self._answer = answer
+            self._after_next = None
 
     def _answer_for(self, path: str, authority: str | None) -> Answer:
         with self._lock:
             answer = self._answer if path == self.path else Answer(404, b"not found\n", "text/plain")
             self._fetches.append(Fetch(path, authority, answer.status))
+            if path == self.path and self._after_next is not None:
+                self._answer, self._after_next = self._after_next, None
             return answer
 
     # -- observations ------------------------------------------------------------------------------

@@ -410,6 +410,10 @@ impl Request {
             }
             return Ok(());
         };
+        if self.vm.keys.borrow().is_none() {
+            // Another VM may have fetched the key set already.
+            self.vm.adopt_shared_keys();
+        }
         let keys = self.vm.keys.borrow().clone();
         let Some(keys) = keys else {
             let mut r = Rejection::new(Reason::Unauthorized, "no key set available yet");

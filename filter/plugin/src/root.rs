@@ -13,14 +13,16 @@ use pqguard_core::auth;
 use pqguard_core::config::Config;
 use pqguard_core::record::{json_string, START_MARKER};
 use pqguard_core::token::KeySet;
-use pqguard_core::tools::hex;
 
 use crate::host;
 use crate::http::Request;
-use crate::vm::{AuditState, Vm};
+use crate::vm::{AuditState, Vm, JWKS_MARKER};
 
-/// Marker of the line logged when a key set is installed or refused.
-pub const JWKS_MARKER: &str = "pqguard.jwks";
+/// The timer period in steady state (checkpoints, collector, JWKS).
+const TICK: Duration = Duration::from_millis(500);
+
+/// The timer period while a VM with a remote JWKS has no key set yet.
+const FAST_TICK: Duration = Duration::from_millis(100);
 
 /// Per-VM root context.
 #[derive(Default)]
@@ -36,6 +38,8 @@ pub struct Root {
     audit_in_flight: Option<(u32, Vec<String>)>,
     /// When the audit queue is next flushed (ms since the epoch).
     next_flush_ms: u64,
+    /// The timer runs at [`FAST_TICK`] until a key set is installed.
+    fast_tick: bool,
 }
 
 impl Root {
@@ -193,22 +197,15 @@ impl Context for Root {
         match KeySet::parse(&body) {
             Ok(keys) => {
                 self.failures = 0;
-                let line = format!(
-                    "{JWKS_MARKER} {{\"outcome\":\"installed\",\"keys\":{},\"skipped\":{},\"id\":\"{}\",\"kids\":[{}]}}",
-                    keys.keys().len(),
-                    keys.skipped().len(),
-                    hex(keys.id()),
-                    keys.keys().iter().map(|k| json_string(k.kid().unwrap_or(""))).collect::<Vec<_>>().join(",")
-                );
                 let changed = vm
                     .keys
                     .borrow()
                     .as_ref()
                     .map(|k| k.id() != keys.id())
                     .unwrap_or(true);
+                vm.publish_keys(&body);
                 if changed {
-                    vm.install_keys(keys);
-                    host::log(LogLevel::Info, &line);
+                    vm.install_keys(keys, "fetched");
                 }
                 vm.count("pqguard.jwks.fetch_ok", 1);
                 let refresh = auth::refresh_after(
@@ -307,8 +304,16 @@ impl RootContext for Root {
         self.next_fetch_ms = 0;
         self.audit_in_flight = None;
         self.next_flush_ms = 0;
-        if remote || vm_has_audit(self.vm.as_deref()) {
-            host::set_tick(Duration::from_millis(500));
+        // A configuration change starts new VMs: they take the key set the
+        // previous ones fetched, rather than answer 401 until their fetch.
+        if let Some(vm) = &self.vm {
+            vm.adopt_shared_keys();
+        }
+        self.fast_tick = remote && self.vm.as_ref().is_some_and(|v| v.keys.borrow().is_none());
+        if self.fast_tick {
+            host::set_tick(FAST_TICK);
+        } else if remote || vm_has_audit(self.vm.as_deref()) {
+            host::set_tick(TICK);
         }
         true
     }
@@ -320,6 +325,13 @@ impl RootContext for Root {
         // is handled.
         vm.audit_tick(now);
         self.flush_audit(&vm, now);
+        if self.fast_tick {
+            vm.adopt_shared_keys();
+            if vm.keys.borrow().is_some() {
+                self.fast_tick = false;
+                host::set_tick(TICK);
+            }
+        }
         let Some(remote) = vm.config.auth.as_ref().and_then(|a| a.remote.clone()) else {
             return;
         };

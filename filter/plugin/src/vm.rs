@@ -9,10 +9,13 @@ use std::sync::Arc;
 use proxy_wasm::types::LogLevel;
 
 use pqguard_core::audit::{AuditQueue, Chain, Push};
+use pqguard_core::auth::RemoteJwks;
 use pqguard_core::config::Config;
 use pqguard_core::params::KnownSchema;
+use pqguard_core::record::json_string;
 use pqguard_core::threat::{IdentityState, LatencyBaseline};
 use pqguard_core::token::{KeySet, TokenCache};
+use pqguard_core::tools::hex;
 
 use crate::host;
 
@@ -113,10 +116,49 @@ impl Vm {
     }
 
     /// Replaces the key set (a rotation); cached verifications made with
-    /// the old set no longer answer.
-    pub fn install_keys(&self, keys: KeySet) {
+    /// the old set no longer answer. `source` (`fetched`, `shared`) goes
+    /// into the `pqguard.jwks` line logged.
+    pub fn install_keys(&self, keys: KeySet, source: &str) {
+        host::log(LogLevel::Info, &jwks_installed_line(&keys, source));
         self.cache.borrow_mut().clear();
         *self.keys.borrow_mut() = Some(Arc::new(keys));
+    }
+
+    /// Publishes a key set this VM fetched and accepted (its JWKS bytes),
+    /// for the other VMs of this configuration, present and future.
+    pub fn publish_keys(&self, jwks: &[u8]) {
+        let Some(remote) = self.config.auth.as_ref().and_then(|a| a.remote.as_ref()) else {
+            return;
+        };
+        if let Err(e) = host::shared_set(&shared_jwks_key(remote), jwks, None) {
+            host::log(
+                LogLevel::Warn,
+                &format!("{JWKS_MARKER} cannot share the key set: {e}"),
+            );
+        }
+    }
+
+    /// A VM without a key set yet (just started, or started by a
+    /// configuration change) takes the one another VM fetched, so it never
+    /// answers 401 `no_keys` while a good key set is known. Returns whether
+    /// it installed one.
+    pub fn adopt_shared_keys(&self) -> bool {
+        if self.keys.borrow().is_some() {
+            return false;
+        }
+        let Some(remote) = self.config.auth.as_ref().and_then(|a| a.remote.as_ref()) else {
+            return false;
+        };
+        let Some(bytes) = host::shared_get(&shared_jwks_key(remote)).0 else {
+            return false;
+        };
+        match KeySet::parse(&bytes) {
+            Ok(keys) => {
+                self.install_keys(keys, "shared");
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Writes audit lines (already prefixed) to the log and the collector queue.
@@ -239,6 +281,32 @@ pub fn read_identity(key: &str) -> IdentityState {
         .as_deref()
         .map(IdentityState::decode)
         .unwrap_or_default()
+}
+
+/// Marker of the line logged when a key set is installed or refused.
+pub const JWKS_MARKER: &str = "pqguard.jwks";
+
+/// Shared-data key of the last key set fetched from `remote` by any VM.
+pub fn shared_jwks_key(remote: &RemoteJwks) -> String {
+    format!(
+        "pqguard.jwks|{}|{}|{}",
+        remote.cluster, remote.authority, remote.path
+    )
+}
+
+/// The `pqguard.jwks` line of an installed key set.
+pub fn jwks_installed_line(keys: &KeySet, source: &str) -> String {
+    format!(
+        "{JWKS_MARKER} {{\"outcome\":\"installed\",\"source\":\"{source}\",\"keys\":{},\"skipped\":{},\"id\":\"{}\",\"kids\":[{}]}}",
+        keys.keys().len(),
+        keys.skipped().len(),
+        hex(keys.id()),
+        keys.keys()
+            .iter()
+            .map(|k| json_string(k.kid().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 }
 
 /// Shared-data key holding what the last `tools/list` answer said of a
