@@ -256,3 +256,24 @@ def test_strict_mode_refuses_requests_while_the_collector_is_unreachable(strict_
     text = strict_audited.edge_log.read_text(errors="replace")
     assert '"reason":"audit_unavailable"' in text
     assert statuses[-1] == 503
+
+
+def test_a_stopped_edge_leaves_a_closed_log_with_every_record_signed(
+        request: pytest.FixtureRequest, audit_key: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    """No checkpoint is ever due by the policy here: the only signatures after the genesis ones are
+    the last checkpoints each VM writes when Envoy stops it, and they cover every record."""
+    private, jwks = audit_key
+    config = {"audit": {"signing_key": private, "checkpoint_every": 1_000_000, "checkpoint_seconds": 86_400}}
+    topo = start_extra_topology(request, config, label="the never-due audit topology")
+    with McpCaller(topo.pq_url) as caller:
+        for i in range(4):
+            assert caller.tool("echo", {"text": f"closing {i}"}).status == 200
+    running = topo.edge_log.read_text(errors="replace")
+    assert not every_chain_ends_signed(running), "records are waiting for a checkpoint while Envoy runs"
+    topo.stop()
+    log = tmp_path / "closed.log"
+    log.write_text(topo.edge_log.read_text(errors="replace"))
+    assert every_chain_ends_signed(log.read_text())
+    closed = verify(jwks, log, "--max-unverified", "0")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert "0 unverified" in closed.stdout
