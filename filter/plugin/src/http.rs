@@ -190,8 +190,7 @@ impl Request {
                 self.answer = Answer::ToolsList(id.to_owned());
             }
         }
-        let record = self.record().with_inspected(&inspected);
-        self.forward(&record)
+        self.forward(|me| me.record().with_inspected(&inspected))
     }
 
     /// `Mcp-Param-*` headers of `tools/call` against the tool schemas
@@ -319,7 +318,9 @@ impl Request {
         );
     }
 
-    fn forward(&mut self, record: &RequestRecord) -> Action {
+    /// Lets the request go on; `record` builds its `pqguard.request` line,
+    /// only when `request_log` says to write one.
+    fn forward(&mut self, record: impl FnOnce(&Self) -> RequestRecord) -> Action {
         self.vm.count("pqguard.allowed", 1);
         if self.vm.config.audit.is_some() && self.audit.is_none() {
             self.audit = Some(self.audit_base());
@@ -327,7 +328,7 @@ impl Request {
         if self.vm.config.request_log == RequestLog::All {
             host::log(
                 LogLevel::Info,
-                &format!("{REQUEST_MARKER} {}", record.to_json()),
+                &format!("{REQUEST_MARKER} {}", record(self).to_json()),
             );
         }
         self.phase = Phase::Decided;
@@ -667,8 +668,7 @@ impl HttpContext for Request {
                         return self.refuse(r);
                     }
                 }
-                let record = self.record();
-                self.forward(&record)
+                self.forward(Self::record)
             }
             HeadVerdict::Reject(rejection) => self.refuse(rejection),
             HeadVerdict::InspectBody if end_of_stream => self.decide(),
