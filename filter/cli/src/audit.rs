@@ -8,22 +8,8 @@ use std::process::ExitCode;
 use pqguard_core::audit::{Anchor, Inventory, Verifier, VerifyReport};
 use pqguard_core::token::{KeyError, KeySet};
 
-use crate::args::Args;
+use crate::cli::{AuditReportArgs, AuditVerifyArgs};
 use crate::read_input;
-
-const AUDIT_USAGE: &str = "usage:
-  pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]... [--max-unverified N] [--json] [LOG...]
-  pqguard audit report [--json] [LOG...]";
-
-/// `pqguard audit verify|report ...`.
-pub fn audit(args: &[String]) -> Result<ExitCode, String> {
-    let rest = args.get(1..).unwrap_or(&[]);
-    match args.first().map(String::as_str) {
-        Some("verify") => verify(rest),
-        Some("report") => report(rest),
-        _ => Err(AUDIT_USAGE.to_owned()),
-    }
-}
 
 /// The logs to read: `(name, text)` for each file, or stdin (`-`).
 /// Invalid UTF-8 elsewhere in a log is replaced; in an audit line it makes
@@ -61,28 +47,21 @@ fn jwks(path: &str) -> Result<KeySet, String> {
 /// unverified records (for closed logs, whose VMs wrote a last checkpoint
 /// when they stopped: N = 0), or no audit line at all; 2: usage or I/O
 /// error.
-pub fn verify(args: &[String]) -> Result<ExitCode, String> {
-    let a = Args::parse_with_switches(args, &["jwks", "anchor", "max-unverified"], &["json"])?;
-    let keys = jwks(a.required("jwks")?)?;
-    let max_unverified = a
-        .one("max-unverified")?
-        .map(|n| {
-            n.parse::<u64>()
-                .map_err(|_| format!("--max-unverified {n:?}: expected a number of records"))
-        })
-        .transpose()?;
+pub fn verify(a: &AuditVerifyArgs) -> Result<ExitCode, String> {
+    let keys = jwks(&a.jwks)?;
+    let max_unverified = a.max_unverified;
     let anchors = a
-        .all("anchor")
+        .anchor
         .iter()
         .map(|s| Anchor::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
     let mut verifier = Verifier::new(&keys).with_anchors(anchors);
-    for (name, text) in logs(&a.positional)? {
+    for (name, text) in logs(&a.logs)? {
         verifier.feed_log(&name, &text);
     }
     let report = verifier.finish();
     let over = over_limit(&report, max_unverified);
-    if a.switch("json") {
+    if a.json {
         let mut json = report.to_json();
         json["over_max_unverified"] = serde_json::json!(over);
         println!("{}", pretty(&json));
@@ -198,13 +177,12 @@ fn summary(report: &VerifyReport) -> String {
 
 /// `pqguard audit report [--json] [LOG...]`: the crypto inventory of the
 /// logs. It does not verify them: run `pqguard audit verify` first.
-pub fn report(args: &[String]) -> Result<ExitCode, String> {
-    let a = Args::parse_with_switches(args, &[], &["json"])?;
+pub fn report(a: &AuditReportArgs) -> Result<ExitCode, String> {
     let mut inventory = Inventory::new();
-    for (_, text) in logs(&a.positional)? {
+    for (_, text) in logs(&a.logs)? {
         inventory.add_log(&text);
     }
-    if a.switch("json") {
+    if a.json {
         println!("{}", pretty(&inventory.to_json()));
     } else {
         print!("{}", inventory.to_table());

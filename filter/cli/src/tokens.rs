@@ -12,7 +12,7 @@ use pqguard_core::token::{
 };
 use serde_json::{Map, Value};
 
-use crate::args::Args;
+use crate::cli::{JwksArgs, KeygenArgs, MintArgs, VerifyArgs};
 use crate::read_input;
 
 fn now() -> Result<u64, String> {
@@ -42,16 +42,9 @@ fn pretty(value: &Value) -> String {
 /// `pqguard keygen --alg ALG [--kid ID]`: a private JWK on stdout. The seed
 /// (and the classical private key of composites) comes from the operating
 /// system's CSPRNG. Without `--kid`, the key id is the key's thumbprint.
-pub fn keygen(args: &[String]) -> Result<ExitCode, String> {
-    let a = Args::parse(args, &["alg", "kid"])?;
-    if !a.positional.is_empty() {
-        return Err(format!(
-            "keygen takes no positional argument\n{}",
-            crate::USAGE
-        ));
-    }
-    let alg = algorithm(a.required("alg")?)?;
-    let kid = a.one("kid")?.map(str::to_owned);
+pub fn keygen(a: &KeygenArgs) -> Result<ExitCode, String> {
+    let alg = algorithm(&a.alg)?;
+    let kid = a.kid.clone();
     let mut attempts = 0;
     let (entropy, key) = loop {
         let entropy: [u8; 64] = random()?;
@@ -96,13 +89,9 @@ fn public_keys(path: &str) -> Result<Vec<PublicKey>, String> {
 }
 
 /// `pqguard jwks KEYFILE...`: the public JWKS of the given key files.
-pub fn jwks(args: &[String]) -> Result<ExitCode, String> {
-    let a = Args::parse(args, &[])?;
-    if a.positional.is_empty() {
-        return Err(format!("jwks needs at least one KEYFILE\n{}", crate::USAGE));
-    }
+pub fn jwks(a: &JwksArgs) -> Result<ExitCode, String> {
     let mut keys = Vec::new();
-    for path in &a.positional {
+    for path in &a.keyfiles {
         keys.extend(public_keys(path)?);
     }
     let set = KeySet::from_keys(keys).map_err(|e| e.to_string())?;
@@ -117,38 +106,27 @@ const MANAGED: [&str; 7] = ["iss", "aud", "sub", "scope", "exp", "iat", "jti"];
 /// [--scope "a b"] [--claim NAME=VALUE]...`: a compact JWS on stdout, with
 /// `iat` = now, `exp` = now + ttl and a random `jti`. A `--claim` value that
 /// parses as JSON is used as JSON (`tools=["echo"]`, `n=3`), otherwise as a string.
-pub fn mint(args: &[String]) -> Result<ExitCode, String> {
-    let a = Args::parse(args, &["key", "iss", "aud", "sub", "scope", "ttl", "claim"])?;
-    if !a.positional.is_empty() {
-        return Err(format!(
-            "mint takes no positional argument\n{}",
-            crate::USAGE
-        ));
-    }
-    let key_path = a.required("key")?;
+pub fn mint(a: &MintArgs) -> Result<ExitCode, String> {
+    let key_path = a.key.as_str();
     let key =
         PrivateKey::parse(&read_input(Some(key_path))?).map_err(|e| format!("{key_path}: {e}"))?;
-    let ttl: u64 = a
-        .required("ttl")?
-        .parse()
-        .map_err(|_| "--ttl takes a number of seconds".to_owned())?;
+    let ttl = a.ttl;
     let now = now()?;
     let mut claims = Map::new();
-    claims.insert("iss".into(), Value::String(a.required("iss")?.to_owned()));
-    let audiences = a.all("aud");
-    match audiences {
-        [] => return Err(format!("--aud is required\n{}", crate::USAGE)),
+    claims.insert("iss".into(), Value::String(a.iss.clone()));
+    match a.aud.as_slice() {
+        [] => return Err("--aud is required".into()),
         [one] => claims.insert("aud".into(), Value::String(one.clone())),
         many => claims.insert(
             "aud".into(),
             Value::Array(many.iter().cloned().map(Value::String).collect()),
         ),
     };
-    if let Some(sub) = a.one("sub")? {
-        claims.insert("sub".into(), Value::String(sub.to_owned()));
+    if let Some(sub) = &a.sub {
+        claims.insert("sub".into(), Value::String(sub.clone()));
     }
-    if let Some(scope) = a.one("scope")? {
-        claims.insert("scope".into(), Value::String(scope.to_owned()));
+    if let Some(scope) = &a.scope {
+        claims.insert("scope".into(), Value::String(scope.clone()));
     }
     claims.insert("iat".into(), Value::from(now));
     claims.insert(
@@ -159,7 +137,7 @@ pub fn mint(args: &[String]) -> Result<ExitCode, String> {
         "jti".into(),
         Value::String(token::base64url_encode(&random::<16>()?)),
     );
-    for claim in a.all("claim") {
+    for claim in &a.claim {
         let (name, value) = claim
             .split_once('=')
             .ok_or_else(|| format!("--claim {claim:?}: expected NAME=VALUE"))?;
@@ -179,38 +157,30 @@ pub fn mint(args: &[String]) -> Result<ExitCode, String> {
 /// `pqguard verify --jwks FILE [--aud A] [--iss I]... [--leeway S] [--alg ALG]... TOKEN|-`:
 /// verifies as the filter does (same code), at the current time. Prints the
 /// claims as JSON and exits 0, or prints the precise reason and exits 1.
-pub fn verify(args: &[String]) -> Result<ExitCode, String> {
-    let a = Args::parse(args, &["jwks", "aud", "iss", "leeway", "alg"])?;
-    let [token_arg] = a.positional.as_slice() else {
-        return Err(format!(
-            "verify takes one TOKEN (or - for stdin)\n{}",
-            crate::USAGE
-        ));
-    };
+pub fn verify(a: &VerifyArgs) -> Result<ExitCode, String> {
+    let token_arg = &a.token;
     let token = if token_arg == "-" {
         String::from_utf8(read_input(None)?).map_err(|_| "the token is not UTF-8".to_owned())?
     } else {
         token_arg.clone()
     };
     let token = token.trim();
-    let jwks_path = a.required("jwks")?;
+    let jwks_path = a.jwks.as_str();
     let keys =
         KeySet::from_keys(public_keys(jwks_path)?).map_err(|e| format!("{jwks_path}: {e}"))?;
     let mut opts = ValidationOptions {
-        audience: a.one("aud")?.map(str::to_owned),
+        audience: a.aud.clone(),
         ..ValidationOptions::default()
     };
-    if !a.all("iss").is_empty() {
-        opts.issuers = Some(a.all("iss").to_vec());
+    if !a.iss.is_empty() {
+        opts.issuers = Some(a.iss.clone());
     }
-    if let Some(leeway) = a.one("leeway")? {
-        opts.leeway_secs = leeway
-            .parse()
-            .map_err(|_| "--leeway takes a number of seconds".to_owned())?;
+    if let Some(leeway) = a.leeway {
+        opts.leeway_secs = leeway;
     }
-    if !a.all("alg").is_empty() {
+    if !a.alg.is_empty() {
         opts.algorithms = a
-            .all("alg")
+            .alg
             .iter()
             .map(|n| algorithm(n))
             .collect::<Result<AlgorithmSet, _>>()?;

@@ -15,6 +15,7 @@
 //! - [`policy`]: cipher-aware tool policy: rules, precedence, argument rules, transport gates.
 //! - [`request`]: request head checks and body inspection entry points.
 //! - [`crypto`]: crypto facts of a connection and their strength classes.
+//! - [`engine`]: the request engine: one [`engine::Exchange`] per request, per-worker state and timers; the shim only executes it.
 //! - [`config`]: plugin configuration, parsed and compiled.
 //! - [`reject`]: typed refusals; [`wire`]: the one mapping to HTTP + JSON-RPC.
 //! - [`record`]: the structured per-request log record.
@@ -30,6 +31,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod engine;
 pub mod json;
 pub mod mcp;
 pub mod mirror;

@@ -13,10 +13,6 @@ use std::fmt;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
-use pqguard_core::config::Config;
-use pqguard_core::crypto::CryptoFacts;
-use pqguard_core::reject::{Reason, Rejection};
-use pqguard_core::request::RequestHead;
 use pqguard_core::wire::LocalReply;
 
 /// A host call that did not succeed.
@@ -99,42 +95,14 @@ fn property(path: Vec<&str>) -> Option<String> {
     }
 }
 
-/// Copies the request head facts the core needs, from all request headers
-/// at once (so repeated headers are seen). Called once, in the
-/// request-headers callback (request headers are gone later). On a refusal
-/// the returned head still carries the method and path, for the record.
-pub fn request_head() -> (RequestHead, Option<Rejection>) {
-    let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-        Ok(h) => h,
-        Err(status) => {
-            let e = HostError {
-                call: "get request headers",
-                status,
-            };
-            return (
-                RequestHead::default(),
-                Some(Rejection::new(Reason::HostError, e.to_string())),
-            );
-        }
-    };
-    match RequestHead::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()))) {
-        Ok(head) => (head, None),
-        Err(rejection) => {
-            let pseudo = |name: &str| {
-                headers
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default()
-            };
-            let head = RequestHead {
-                http_method: pseudo(":method"),
-                path: pseudo(":path"),
-                ..RequestHead::default()
-            };
-            (head, Some(rejection))
-        }
-    }
+/// Every request header (lower-case names, pseudo-headers included), read
+/// with one host call in the request-headers callback (request headers are
+/// gone later).
+pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>, HostError> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|status| HostError {
+        call: "get request headers",
+        status,
+    })
 }
 
 /// A response header, read in the response-headers callback.
@@ -181,24 +149,24 @@ pub fn replace_response_body(size: usize, body: &[u8]) -> Result<(), HostError> 
     })
 }
 
-/// Reads the downstream connection's crypto facts: the TLS version from a
-/// connection property, the group and cipher from the filter state that
-/// `envoy.filters.http.set_filter_state` stamped (a client cannot set it).
-pub fn crypto_facts(config: &Config) -> CryptoFacts {
-    CryptoFacts::new(
-        property(vec!["connection", "tls_version"]),
-        property(vec!["filter_state", &config.tls_group_key]),
-        property(vec!["filter_state", &config.tls_cipher_key]),
-    )
+/// A filter-state value (`set_filter_state` stamps the TLS group and
+/// cipher there; a client cannot set it).
+pub fn filter_state(key: &str) -> Option<String> {
+    property(vec!["filter_state", key])
 }
 
-/// Seconds and milliseconds since the Unix epoch, from the host clock
-/// (0 if the host cannot tell; time checks then fail closed).
-pub fn now_millis() -> u64 {
+/// `connection.tls_version` (`TLSv1.3`), absent on plaintext.
+pub fn tls_version() -> Option<String> {
+    property(vec!["connection", "tls_version"])
+}
+
+/// Milliseconds since the Unix epoch from the host clock; `None` when the
+/// host cannot tell (the engine then refuses: no clock, no expiry check).
+pub fn now_millis() -> Option<u64> {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Whether the downstream connection presented a verified client certificate.
@@ -245,22 +213,18 @@ pub fn increment(metric: u32, by: i64) {
 }
 
 /// Starts an HTTP call to a cluster; the answer arrives in the calling
-/// context's `on_http_call_response`.
-pub fn dispatch_get(
+/// context's `on_http_call_response`. Returns the call's token.
+pub fn dispatch(
     cluster: &str,
-    authority: &str,
-    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&[u8]>,
     timeout_ms: u64,
 ) -> Result<u32, HostError> {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     hostcalls::dispatch_http_call(
         cluster,
-        vec![
-            (":method", "GET"),
-            (":path", path),
-            (":authority", authority),
-            ("accept", "application/json"),
-        ],
-        None,
+        headers,
+        body,
         vec![],
         std::time::Duration::from_millis(timeout_ms),
     )
@@ -294,40 +258,14 @@ pub fn set_tick(period: std::time::Duration) {
     let _ = hostcalls::set_tick_period(period);
 }
 
-/// Starts an HTTP POST to a cluster (the audit collector).
-pub fn dispatch_post(
-    cluster: &str,
-    authority: &str,
-    path: &str,
-    body: &[u8],
-    timeout_ms: u64,
-) -> Result<u32, HostError> {
-    hostcalls::dispatch_http_call(
-        cluster,
-        vec![
-            (":method", "POST"),
-            (":path", path),
-            (":authority", authority),
-            ("content-type", "application/x-ndjson"),
-        ],
-        Some(body),
-        vec![],
-        std::time::Duration::from_millis(timeout_ms),
-    )
-    .map_err(|status| HostError {
-        call: "dispatch http call",
-        status,
-    })
-}
-
 /// Envoy's id of the current request (`x-request-id`), for audit records.
 pub fn request_id() -> Option<String> {
     property(vec!["request", "id"]).filter(|s| !s.is_empty())
 }
 
-/// 8 random bytes as hex (WASI `random_get`, served by the host).
-pub fn random_hex8() -> Option<String> {
+/// 8 random bytes (WASI `random_get`, served by the host).
+pub fn random8() -> Option<[u8; 8]> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).ok()?;
-    Some(b.iter().map(|x| format!("{x:02x}")).collect())
+    Some(b)
 }

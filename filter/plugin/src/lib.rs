@@ -1,21 +1,22 @@
 //! # pqguard.wasm
 //!
-//! The proxy-wasm shim of pqguard. It is the only crate that talks to the
-//! host: it copies request facts out of Envoy ([`host`]), hands them to
-//! `pqguard-core` for every decision, and carries the decisions back
-//! (forward, a local reply built by `pqguard_core::wire`, or a rewritten
-//! `tools/list` answer). No MCP, token, crypto or policy logic lives here.
+//! The proxy-wasm shim of pqguard: an I/O shell around the engine in
+//! `pqguard-core` (`pqguard_core::engine`). It reads host facts, calls the
+//! engine, and executes what the engine returns (continue, hold, read a
+//! body, send a local reply, rewrite an answer, counters, log lines,
+//! outbound calls). It decides nothing about MCP, tokens, crypto or policy.
 //!
-//! - [`root`]: per-VM root context: configuration, remote JWKS refresh.
-//! - [`http`]: per-request context: the phases of a request.
-//! - [`vm`]: per-VM state (keys, token cache, metrics) and shared data
-//!   (per-identity state across workers, pinned-tool state).
+//! - [`root`]: per-VM root context: configuration, timer, outbound calls.
+//! - [`http`]: per-request context: feeds the engine's `Exchange`.
+//! - [`vm`]: the engine's `Worker` per VM, counters, the effect executor,
+//!   and shared data as the engine's `SharedStore`.
 //! - [`host`]: typed access to host calls.
 //!
-//! Failure handling: every host call's error is turned into a refusal or
-//! a logged, counted event (fail closed). A panic is logged by the hook
-//! installed at start; with `failure_policy: FAIL_CLOSED` Envoy then
-//! answers 503 instead of forwarding uninspected traffic.
+//! Failure handling: every host call's error reaches the engine as a
+//! missing fact or an error, and the engine refuses (fail closed). A panic
+//! is logged by the hook installed at start; with `failure_policy:
+//! FAIL_CLOSED` Envoy then answers 503 instead of forwarding uninspected
+//! traffic.
 
 pub mod host;
 pub mod http;

@@ -1,0 +1,179 @@
+//! State shared by every worker of one process, behind [`SharedStore`].
+//!
+//! In Envoy the store is proxy-wasm shared data (process-wide per `vm_id`,
+//! with compare-and-swap); in tests and in `pqguard inspect` it is a
+//! [`MemoryStore`]. What lives there:
+//!
+//! | key | value | written by |
+//! |---|---|---|
+//! | `pqguard.identity.…` | [`IdentityState`] (strongest key exchange, flag) | every request with an identity |
+//! | `pqguard.pin_violation.<tool>` | `ok` or the digest seen | `tools/list` answers of pinned tools |
+//! | `pqguard.params.<tool>` | what `tools/list` said of its `Mcp-Param-*` headers | `tools/list` answers |
+//! | `pqguard.jwks|<cluster>|<authority>|<path>` | the last accepted JWKS bytes | the VM that fetched them |
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::auth::RemoteJwks;
+use crate::params::KnownSchema;
+use crate::threat::IdentityState;
+
+/// Process-wide key-value state with compare-and-swap, as proxy-wasm
+/// shared data offers it.
+pub trait SharedStore {
+    /// The value under `key` and its version (`None`, `None` when absent
+    /// or unreadable).
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Stores `value` if the version is still `cas` (`None`: always).
+    /// `Ok(false)`: somebody changed it since; read again and retry.
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String>;
+}
+
+/// An in-memory [`SharedStore`] for tests and the command line. Versions
+/// start at 1 and grow with every write, like Envoy's.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.entries.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String> {
+        let mut entries = self.entries.borrow_mut();
+        let current = entries.get(key).map(|(_, c)| *c);
+        if let (Some(want), Some(have)) = (cas, current) {
+            if want != have {
+                return Ok(false);
+            }
+        }
+        let next = current.map_or(1, |c| c.wrapping_add(1));
+        entries.insert(key.to_owned(), (value.to_vec(), next));
+        Ok(true)
+    }
+}
+
+/// Attempts of the compare-and-swap loop before giving up.
+const CAS_ATTEMPTS: usize = 8;
+
+/// The result of [`update_identity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityUpdate<T> {
+    /// What the change returned, on the state it was applied to.
+    pub out: T,
+    /// The state after the change (whether or not it was stored).
+    pub state: IdentityState,
+    /// Whether the change was stored for the other workers.
+    pub stored: bool,
+}
+
+/// Reads, changes and writes one identity's state with compare-and-swap,
+/// retrying when another worker raced this one.
+///
+/// The change is always applied to the latest state read, never to a blank
+/// one: when the store fails or stays contended, the caller still decides
+/// on what is known (a downgrade is noticed) and learns it was not stored.
+/// The state returned is the one the change produced, so no second read
+/// can race another worker.
+pub fn update_identity<T>(
+    store: &dyn SharedStore,
+    key: &str,
+    mut change: impl FnMut(&mut IdentityState) -> T,
+) -> IdentityUpdate<T> {
+    let mut last = None;
+    for _ in 0..CAS_ATTEMPTS {
+        let (bytes, cas) = store.get(key);
+        let mut state = bytes
+            .as_deref()
+            .map(IdentityState::decode)
+            .unwrap_or_default();
+        let out = change(&mut state);
+        match store.set(key, &state.encode(), cas) {
+            Ok(true) => {
+                return IdentityUpdate {
+                    out,
+                    state,
+                    stored: true,
+                }
+            }
+            Ok(false) => last = Some((out, state)),
+            Err(_) => {
+                return IdentityUpdate {
+                    out,
+                    state,
+                    stored: false,
+                }
+            }
+        }
+    }
+    match last {
+        Some((out, state)) => IdentityUpdate {
+            out,
+            state,
+            stored: false,
+        },
+        // Unreachable with CAS_ATTEMPTS > 0; apply once more to stay total.
+        None => {
+            let mut state = IdentityState::default();
+            let out = change(&mut state);
+            IdentityUpdate {
+                out,
+                state,
+                stored: false,
+            }
+        }
+    }
+}
+
+/// Shared-data key of the last key set fetched from `remote` by any VM.
+pub fn jwks_key(remote: &RemoteJwks) -> String {
+    format!(
+        "pqguard.jwks|{}|{}|{}",
+        remote.cluster, remote.authority, remote.path
+    )
+}
+
+/// Shared-data key holding what the last `tools/list` answer said of a
+/// tool's `Mcp-Param-*` headers (see [`crate::params`]).
+pub fn params_key(tool: &str) -> String {
+    format!("pqguard.params.{tool}")
+}
+
+/// What the workers know of a tool's `Mcp-Param-*` headers.
+pub fn known_schema(store: &dyn SharedStore, tool: &str) -> KnownSchema {
+    KnownSchema::from_stored(store.get(&params_key(tool)).0.as_deref())
+}
+
+/// Shared-data key remembering that a pinned tool's definition changed.
+pub fn pin_key(tool: &str) -> String {
+    format!("pqguard.pin_violation.{tool}")
+}
+
+/// Whether a pinned tool is currently in violation (seen changed).
+pub fn pin_violated(store: &dyn SharedStore, tool: &str) -> bool {
+    matches!(store.get(&pin_key(tool)).0.as_deref(), Some(v) if v != b"ok")
+}
+
+/// Records the state of a pinned tool (`ok` or the digest seen).
+pub fn set_pin_state(store: &dyn SharedStore, tool: &str, value: &[u8]) -> Result<(), String> {
+    let key = pin_key(tool);
+    for _ in 0..CAS_ATTEMPTS {
+        let (_, cas) = store.get(&key);
+        if store.set(&key, value, cas)? {
+            return Ok(());
+        }
+    }
+    Err(format!("pin state of {tool:?} contended; not stored"))
+}

@@ -1,0 +1,1156 @@
+//! Table tests of the engine: every request-path decision, fed as a host
+//! would feed it, natively and in V8.
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::audit::LINE_PREFIX;
+use crate::record::REQUEST_MARKER;
+use crate::token::{mint, Algorithm, KeySet, PrivateKey};
+use crate::tools::ToolsListAnswer;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const NOW_MS: u64 = 1_800_000_000_000;
+const ISS: &str = "https://issuer.test";
+const AUD: &str = "https://mcp.test/mcp";
+const PQ: &str = "X25519MLKEM768";
+const CLASSICAL: &str = "X25519";
+
+fn key(alg: Algorithm, kid: &str) -> PrivateKey {
+    PrivateKey::generate(alg, Some(kid.into()), &[7; 64]).unwrap()
+}
+
+fn token(k: &PrivateKey, sub: &str, scope: &str, exp_offset: i64) -> String {
+    let now = (NOW_MS / 1000) as i64;
+    let Value::Object(claims) = json!({
+        "iss": ISS, "aud": AUD, "sub": sub, "scope": scope,
+        "iat": now, "exp": now + exp_offset,
+    }) else {
+        unreachable!()
+    };
+    mint(k, &claims).unwrap()
+}
+
+fn jwks(keys: &[&PrivateKey]) -> Value {
+    KeySet::from_keys(keys.iter().map(|k| k.public_key().clone()).collect())
+        .unwrap()
+        .to_jwks()
+}
+
+fn worker(config: Value, store: &dyn SharedStore) -> Worker {
+    let mut out = Effects::new();
+    Worker::start(
+        config.to_string().as_bytes(),
+        Some(NOW_MS),
+        Some([1; 8]),
+        store,
+        &mut out,
+    )
+    .unwrap()
+}
+
+/// What a request came to, as a host would see it.
+#[derive(Debug)]
+struct Outcome {
+    /// The local reply, if refused.
+    reply: Option<(u16, Value)>,
+    /// Whether the request reached the upstream.
+    forwarded: bool,
+    /// Everything the engine asked for besides.
+    out: Effects,
+    exchange: Exchange,
+}
+
+impl Outcome {
+    fn status(&self) -> Option<u16> {
+        self.reply.as_ref().map(|(s, _)| *s)
+    }
+
+    fn error(&self) -> (Option<u16>, Value, Value) {
+        let (status, body) = self.reply.clone().unwrap_or((0, Value::Null));
+        (
+            Some(status),
+            body["error"]["code"].clone(),
+            body["id"].clone(),
+        )
+    }
+
+    fn record(&self) -> Value {
+        let lines = self.out.lines_with(REQUEST_MARKER);
+        serde_json::from_str(lines.last().copied().unwrap_or("null")).unwrap()
+    }
+}
+
+/// A request as a client sends it.
+#[derive(Debug, Clone)]
+struct Req {
+    method: &'static str,
+    path: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Option<Vec<u8>>,
+    group: Option<&'static str>,
+    now_ms: Option<u64>,
+}
+
+impl Req {
+    fn post(body: &str) -> Self {
+        Self {
+            method: "POST",
+            path: "/mcp",
+            headers: vec![("content-type", "application/json".into())],
+            body: Some(body.as_bytes().to_vec()),
+            group: Some(PQ),
+            now_ms: Some(NOW_MS),
+        }
+    }
+
+    fn call(id: &str, tool: &str) -> Self {
+        Self::post(
+            &json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{}}})
+                .to_string(),
+        )
+    }
+
+    fn get(path: &'static str) -> Self {
+        Self {
+            method: "GET",
+            path,
+            headers: Vec::new(),
+            body: None,
+            group: Some(PQ),
+            now_ms: Some(NOW_MS),
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    fn bearer(self, t: &str) -> Self {
+        self.header("authorization", &format!("Bearer {t}"))
+    }
+
+    fn over(mut self, group: Option<&'static str>) -> Self {
+        self.group = group;
+        self
+    }
+
+    fn start(&self) -> RequestStart {
+        let mut headers = vec![
+            (":method".to_owned(), self.method.as_bytes().to_vec()),
+            (":path".to_owned(), self.path.as_bytes().to_vec()),
+            (":authority".to_owned(), b"mcp.test".to_vec()),
+        ];
+        headers.extend(
+            self.headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())),
+        );
+        RequestStart {
+            headers: Ok(headers),
+            end_of_stream: self.body.is_none(),
+            now_ms: self.now_ms,
+            tls_version: self.group.map(|_| "TLSv1.3".to_owned()),
+            tls_group: self.group.map(str::to_owned),
+            tls_cipher: self.group.map(|_| "TLS_AES_128_GCM_SHA256".to_owned()),
+            request_id: Some("req-1".into()),
+            ..RequestStart::default()
+        }
+    }
+}
+
+/// Drives one request through the engine as the shim does: head, then the
+/// body in two chunks, reading it when asked.
+fn send(w: &mut Worker, store: &dyn SharedStore, req: &Req) -> Outcome {
+    let mut ex = Exchange::new();
+    let mut out = Effects::new();
+    let mut action = ex.request_head(w, store, req.start(), &mut out);
+    let body = req.body.clone().unwrap_or_default();
+    if action == Action::Pause && req.body.is_some() {
+        let half = body.len() / 2;
+        action = ex.request_body_progress(w, half, false, &mut out);
+        if action == Action::Pause {
+            action = ex.request_body_progress(w, body.len(), true, &mut out);
+        }
+    }
+    if let Action::ReadRequestBody(n) = action {
+        assert_eq!(n, body.len(), "the engine asks for the whole body");
+        action = ex.request_body(w, store, Ok(&body[..n]), &mut out);
+    }
+    let (reply, forwarded) = match action {
+        Action::Reply(r) => (
+            Some((
+                r.status,
+                serde_json::from_str(&r.body).unwrap_or(Value::Null),
+            )),
+            false,
+        ),
+        Action::Continue => (None, true),
+        other => panic!("unexpected final action {other:?}"),
+    };
+    assert_eq!(forwarded, ex.forwarded());
+    assert_eq!(!forwarded, ex.refused());
+    Outcome {
+        reply,
+        forwarded,
+        out,
+        exchange: ex,
+    }
+}
+
+/// Feeds a JSON answer to a forwarded request's exchange; returns the
+/// bytes the client gets (`None`: the answer passed unchanged).
+fn answer(w: &mut Worker, store: &dyn SharedStore, o: &mut Outcome, body: &str) -> Option<Vec<u8>> {
+    let start = ResponseStart {
+        status: Some("200".into()),
+        content_type: Some("application/json".into()),
+        end_of_stream: false,
+        now_ms: Some(NOW_MS + 5),
+        cluster: None,
+    };
+    let action = o.exchange.response_head(w, start, &mut o.out);
+    if action == Action::Continue {
+        return None;
+    }
+    assert_eq!(action, Action::DropContentLength);
+    let n = body.len();
+    assert_eq!(
+        o.exchange
+            .response_body_progress(w, n / 2, false, &mut o.out),
+        Action::Pause
+    );
+    let read = o.exchange.response_body_progress(w, n, true, &mut o.out);
+    assert_eq!(read, Action::ReadResponseBody(n));
+    match o
+        .exchange
+        .response_body(w, store, n, Ok(body.as_bytes()), &mut o.out)
+    {
+        Action::Continue => None,
+        Action::ReplaceResponseBody { size, body } => {
+            assert_eq!(size, n);
+            o.exchange.replaced();
+            Some(body)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+const TOOLS: &str = r#"{"jsonrpc":"2.0","id":"l-1","result":{"tools":[
+ {"name":"echo","inputSchema":{"type":"object"}},
+ {"name":"run_python","inputSchema":{"type":"object","properties":{"code":{"type":"string"}}}}]}}"#;
+
+fn tool_names(bytes: &[u8]) -> Vec<String> {
+    let a = ToolsListAnswer::parse(bytes).unwrap();
+    a.names().into_iter().map(str::to_owned).collect()
+}
+
+struct Policy {
+    pq: PrivateKey,
+    classical: PrivateKey,
+    config: Value,
+}
+
+fn policy(block_downgrades: bool) -> Policy {
+    let pq = key(Algorithm::MlDsa65, "k65");
+    let classical = key(Algorithm::EdDsa, "ked");
+    let config = json!({
+        "auth": {"audience": AUD, "issuers": [ISS], "jwks": jwks(&[&pq, &classical]),
+                 "resource_metadata": {"resource": AUD, "authorization_servers": [ISS]}},
+        "p2p_connectivity": {"threat_detection": {"block_downgrade_attempts": block_downgrades}},
+        "policy": {"rules": [
+            {"name": "session", "effect": "allow", "match": {"methods": ["initialize", "tools/list"]},
+             "when": {"authenticated": true}},
+            {"name": "python-needs-pq", "effect": "require", "match": {"tools": ["run_python"]},
+             "when": {"min_kex": "hybrid-pq", "token_algs": ["ML-DSA-65"]}},
+            {"name": "callers", "effect": "allow", "match": {"methods": ["tools/call"]},
+             "when": {"scopes": ["tools:call"]}},
+        ],
+        "arguments": [{"tool": "run_python", "reject_unknown": true,
+                       "args": {"code": {"type": "string", "forbidden_substrings": ["import os"]}}}]}
+    });
+    Policy {
+        pq,
+        classical,
+        config,
+    }
+}
+
+// ---- head and body refusals ---------------------------------------------
+
+#[test]
+fn refusals_decided_on_the_head_get_their_status_and_never_read_the_body() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let list = r#"{"jsonrpc":"2.0","id":"h-1","method":"tools/list"}"#;
+    let cases: [(&str, Req, u16, i64, &str); 5] = [
+        (
+            "text/plain",
+            Req {
+                headers: vec![("content-type", "text/plain".into())],
+                ..Req::post(list)
+            },
+            415,
+            -32600,
+            "unsupported_media_type",
+        ),
+        (
+            "gzip",
+            Req::post(list).header("content-encoding", "gzip"),
+            415,
+            -32600,
+            "unsupported_content_encoding",
+        ),
+        (
+            "version",
+            Req::post(list).header("mcp-protocol-version", "1999-01-01"),
+            400,
+            -32600,
+            "unsupported_protocol_version",
+        ),
+        (
+            "repeated",
+            Req::post(list)
+                .header("mcp-method", "tools/list")
+                .header("mcp-method", "tools/list"),
+            400,
+            -32600,
+            "invalid_request",
+        ),
+        (
+            "put",
+            Req {
+                method: "PUT",
+                ..Req::post(list)
+            },
+            405,
+            -32600,
+            "method_not_allowed",
+        ),
+    ];
+    for (name, req, status, code, reason) in cases {
+        let o = send(&mut w, &store, &req);
+        assert_eq!(
+            o.error(),
+            (Some(status), json!(code), Value::Null),
+            "{name}"
+        );
+        let record = o.record();
+        assert_eq!(record["reason"], reason, "{name}: {record}");
+        assert_eq!(record["path"], "/mcp", "{name}: the record names the path");
+        assert_eq!(o.out.counted("pqguard.rejected"), 1, "{name}");
+    }
+}
+
+#[test]
+fn refusals_decided_on_the_body_echo_the_request_id() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let cases = [
+        (
+            r#"{"jsonrpc":"2.0","id":"b-1","method":"admin/exec"}"#,
+            404,
+            -32601,
+            json!("b-1"),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":"b-2","method":"tools/call","params":{}}"#,
+            400,
+            -32602,
+            json!("b-2"),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":"b-3","method":"tools/list","method":"x"}"#,
+            400,
+            -32600,
+            Value::Null,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}x"#,
+            400,
+            -32700,
+            Value::Null,
+        ),
+    ];
+    for (body, status, code, id) in cases {
+        let o = send(&mut w, &store, &Req::post(body));
+        assert_eq!(o.error(), (Some(status), json!(code), id), "{body}");
+    }
+    let ok = send(
+        &mut w,
+        &store,
+        &Req::post(r#"{"jsonrpc":"2.0","id":"b-4","method":"tools/list"}"#),
+    );
+    assert!(ok.forwarded);
+    assert_eq!(ok.record()["outcome"], "forwarded");
+    assert_eq!(ok.record()["method"], "tools/list");
+}
+
+#[test]
+fn a_body_growing_past_the_cap_is_refused_while_buffering() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({"limits": {"max_body_bytes": 64}}), &store);
+    let mut ex = Exchange::new();
+    let mut out = Effects::new();
+    let req = Req::post("{}");
+    assert_eq!(
+        ex.request_head(&mut w, &store, req.start(), &mut out),
+        Action::Pause
+    );
+    assert_eq!(
+        ex.request_body_progress(&mut w, 64, false, &mut out),
+        Action::Pause
+    );
+    let Action::Reply(reply) = ex.request_body_progress(&mut w, 65, false, &mut out) else {
+        panic!("not refused")
+    };
+    assert_eq!(reply.status, 413);
+    // Later chunks are held, never forwarded.
+    assert_eq!(
+        ex.request_body_progress(&mut w, 200, true, &mut out),
+        Action::Pause
+    );
+    assert_eq!(ex.request_trailers(), Action::Pause);
+}
+
+#[test]
+fn a_body_ended_by_trailers_is_inspected() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let body = br#"{"jsonrpc":"2.0","id":"t-1","method":"admin/exec"}"#;
+    let mut ex = Exchange::new();
+    let mut out = Effects::new();
+    let req = Req::post("x");
+    ex.request_head(&mut w, &store, req.start(), &mut out);
+    assert_eq!(
+        ex.request_body_progress(&mut w, body.len(), false, &mut out),
+        Action::Pause
+    );
+    assert_eq!(ex.request_trailers(), Action::ReadRequestBody(body.len()));
+    let Action::Reply(r) = ex.request_body(&mut w, &store, Ok(body), &mut out) else {
+        panic!("not refused")
+    };
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn a_body_the_host_cannot_hand_over_is_refused() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let mut ex = Exchange::new();
+    let mut out = Effects::new();
+    ex.request_head(&mut w, &store, Req::post("{}").start(), &mut out);
+    ex.request_body_progress(&mut w, 2, true, &mut out);
+    let Action::Reply(r) = ex.request_body(&mut w, &store, Err("short read".into()), &mut out)
+    else {
+        panic!("not refused")
+    };
+    assert_eq!(r.status, 500);
+}
+
+#[test]
+fn headers_the_host_cannot_list_are_refused() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let mut ex = Exchange::new();
+    let mut out = Effects::new();
+    let start = RequestStart {
+        headers: Err("BadArgument".into()),
+        now_ms: Some(NOW_MS),
+        ..RequestStart::default()
+    };
+    let Action::Reply(r) = ex.request_head(&mut w, &store, start, &mut out) else {
+        panic!("not refused")
+    };
+    assert_eq!(r.status, 500);
+}
+
+#[test]
+fn get_streams_before_2026_are_forwarded_and_do_not_exist_after() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let old = Req::get("/mcp").header("mcp-protocol-version", "2025-11-25");
+    assert!(send(&mut w, &store, &old).forwarded);
+    let new = Req::get("/mcp").header("mcp-protocol-version", "2026-07-28");
+    assert_eq!(send(&mut w, &store, &new).status(), Some(405));
+}
+
+// ---- the clock ----------------------------------------------------------
+
+#[test]
+fn without_a_host_clock_every_request_is_refused_and_an_expired_token_never_passes() {
+    let p = policy(true);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let expired = token(&p.pq, "alice", "tools:call", -3600);
+    let req = Req::call("c-1", "echo").bearer(&expired);
+    // With a clock, the expired token is refused as such.
+    let with_clock = send(&mut w, &store, &req);
+    assert_eq!(with_clock.status(), Some(401));
+    assert_eq!(with_clock.record()["code"], json!(-32001));
+    // Without one, the request is refused as a host failure: exp is never
+    // compared with 0.
+    let no_clock = send(
+        &mut w,
+        &store,
+        &Req {
+            now_ms: None,
+            ..req.clone()
+        },
+    );
+    assert_eq!(no_clock.error(), (Some(500), json!(-32603), Value::Null));
+    assert_eq!(no_clock.record()["reason"], "host_error");
+    let plain = send(
+        &mut w,
+        &store,
+        &Req {
+            now_ms: None,
+            ..Req::post(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        },
+    );
+    assert_eq!(plain.status(), Some(500));
+}
+
+#[test]
+fn a_configuration_with_an_audit_trail_needs_the_clock_and_randomness() {
+    let signing = key(Algorithm::MlDsa65, "audit-1").to_jwk();
+    let config = json!({"audit": {"signing_key": signing}}).to_string();
+    let store = MemoryStore::new();
+    let mut out = Effects::new();
+    let no_clock = Worker::start(config.as_bytes(), None, Some([1; 8]), &store, &mut out);
+    assert!(no_clock.unwrap_err().contains("clock"));
+    let no_rng = Worker::start(config.as_bytes(), Some(NOW_MS), None, &store, &mut out);
+    assert!(no_rng.unwrap_err().contains("randomness"));
+    assert!(Worker::start(
+        config.as_bytes(),
+        Some(NOW_MS),
+        Some([1; 8]),
+        &store,
+        &mut out
+    )
+    .is_ok());
+    assert!(Worker::start(
+        b"{\"nope\":1}",
+        Some(NOW_MS),
+        Some([1; 8]),
+        &store,
+        &mut out
+    )
+    .is_err());
+}
+
+// ---- tokens -------------------------------------------------------------
+
+#[test]
+fn a_refusal_decided_on_the_token_waits_for_the_body_to_echo_the_id() {
+    let p = policy(true);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let mut ex = Exchange::new();
+    let mut out = Effects::new();
+    let req = Req::call("tok-1", "echo").bearer("not.a.token");
+    // Held, not refused yet, and nothing forwarded.
+    assert_eq!(
+        ex.request_head(&mut w, &store, req.start(), &mut out),
+        Action::Pause
+    );
+    let body = req.body.unwrap();
+    assert_eq!(
+        ex.request_body_progress(&mut w, body.len(), true, &mut out),
+        Action::ReadRequestBody(body.len())
+    );
+    let Action::Reply(r) = ex.request_body(&mut w, &store, Ok(&body), &mut out) else {
+        panic!("not refused")
+    };
+    assert_eq!(r.status, 401);
+    let reply: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(reply["id"], "tok-1");
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| *k == "www-authenticate" && v.contains("invalid_token")),
+        "{:?}",
+        r.headers
+    );
+    // Without a body there is no id to wait for: refused on the head.
+    let get = send(
+        &mut w,
+        &store,
+        &Req::get("/mcp")
+            .header("mcp-protocol-version", "2025-11-25")
+            .bearer("x.y.z"),
+    );
+    assert_eq!(get.error(), (Some(401), json!(-32001), Value::Null));
+}
+
+#[test]
+fn verified_tokens_are_cached_per_worker() {
+    let p = policy(true);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    let first = send(&mut w, &store, &Req::call("c-1", "echo").bearer(&t));
+    assert!(first.forwarded, "{:?}", first.reply);
+    assert_eq!(first.out.counted("pqguard.token_cache.miss"), 1);
+    assert_eq!(first.out.counted("pqguard.token_alg.ML-DSA-65"), 1);
+    assert_eq!(
+        first.exchange.token().map(|t| t.alg),
+        Some(Algorithm::MlDsa65)
+    );
+    let second = send(&mut w, &store, &Req::call("c-2", "echo").bearer(&t));
+    assert_eq!(second.out.counted("pqguard.token_cache.hit"), 1);
+    let record = second.record();
+    assert_eq!(
+        (record["token_alg"].as_str(), record["subject"].as_str()),
+        (Some("ML-DSA-65"), Some("alice"))
+    );
+}
+
+#[test]
+fn the_metadata_endpoint_is_served_by_the_filter() {
+    let p = policy(true);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let mut ex = Exchange::new();
+    let mut out = Effects::new();
+    let req = Req::get("/.well-known/oauth-protected-resource/mcp");
+    let Action::Reply(r) = ex.request_head(&mut w, &store, req.start(), &mut out) else {
+        panic!("not served")
+    };
+    assert_eq!(r.status, 200);
+    let doc: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(doc["resource"], AUD);
+    // Any other path under /.well-known is not the document.
+    let other = send(
+        &mut w,
+        &store,
+        &Req::get("/.well-known/oauth-protected-resourcex"),
+    );
+    assert_ne!(other.status(), Some(200));
+}
+
+// ---- policy -------------------------------------------------------------
+
+#[test]
+fn the_dangerous_tool_needs_a_hybrid_key_exchange_and_an_ml_dsa_token() {
+    let p = policy(false);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let ml_dsa = token(&p.pq, "alice", "tools:call", 300);
+    let eddsa = token(&p.classical, "bob", "tools:call", 300);
+    let code = |id: &str, code: &str| {
+        Req::post(
+            &json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":"run_python","arguments":{"code":code}}})
+            .to_string(),
+        )
+    };
+    let table = [
+        ("pq+ml-dsa", code("p-1", "print(1)").bearer(&ml_dsa), None),
+        (
+            "classical kex",
+            code("p-2", "print(1)")
+                .bearer(&ml_dsa)
+                .over(Some(CLASSICAL)),
+            Some("requirement_not_met"),
+        ),
+        (
+            "no tls facts",
+            code("p-3", "print(1)").bearer(&eddsa).over(None),
+            Some("requirement_not_met"),
+        ),
+        (
+            "eddsa token",
+            code("p-4", "print(1)").bearer(&eddsa),
+            Some("requirement_not_met"),
+        ),
+        (
+            "forbidden argument",
+            code("p-5", "import os").bearer(&ml_dsa),
+            Some("argument_rejected"),
+        ),
+        (
+            "echo for eddsa",
+            Req::call("p-6", "echo")
+                .bearer(&eddsa)
+                .over(Some(CLASSICAL)),
+            None,
+        ),
+    ];
+    for (name, req, denied) in table {
+        let o = send(&mut w, &store, &req);
+        match denied {
+            None => assert!(o.forwarded, "{name}: {:?}", o.reply),
+            Some(code) => {
+                let (status, rpc, _) = o.error();
+                assert_eq!((status, rpc), (Some(403), json!(-32003)), "{name}");
+                assert_eq!(
+                    o.record()["detail"].as_str().map(|_| ()),
+                    Some(()),
+                    "{name}"
+                );
+                assert_eq!(
+                    o.out.counted(&format!("pqguard.denied.{code}")),
+                    1,
+                    "{name}: {:?}",
+                    o.out.counts
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn tools_list_shows_each_caller_only_what_it_may_call() {
+    let p = policy(false);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    let list = r#"{"jsonrpc":"2.0","id":"l-1","method":"tools/list"}"#;
+    let mut pq = send(&mut w, &store, &Req::post(list).bearer(&t));
+    assert_eq!(
+        answer(&mut w, &store, &mut pq, TOOLS),
+        None,
+        "the PQ caller sees every tool"
+    );
+    let mut classical = send(
+        &mut w,
+        &store,
+        &Req::post(list).bearer(&t).over(Some(CLASSICAL)),
+    );
+    let filtered = answer(&mut w, &store, &mut classical, TOOLS).expect("rewritten");
+    assert_eq!(tool_names(&filtered), ["echo"]);
+    assert_eq!(classical.out.counted("pqguard.tools_removed"), 1);
+    let tools = classical.out.lines_with("pqguard.tools");
+    assert!(
+        tools.last().is_some_and(|l| l.contains("\"removed\":1")),
+        "{tools:?}"
+    );
+}
+
+#[test]
+fn an_unreadable_tools_list_answer_is_replaced_by_an_error() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let mut o = send(
+        &mut w,
+        &store,
+        &Req::post(r#"{"jsonrpc":"2.0","id":"l-9","method":"tools/list"}"#),
+    );
+    let body = answer(
+        &mut w,
+        &store,
+        &mut o,
+        r#"{"jsonrpc":"2.0","id":"l-9","result":{"tools":7}}"#,
+    )
+    .expect("replaced");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["id"], "l-9");
+    assert_eq!(v["error"]["code"], -32603);
+    // Whatever else the upstream sends is dropped.
+    let more = o.exchange.response_body_progress(&w, 10, true, &mut o.out);
+    assert_eq!(
+        more,
+        Action::ReplaceResponseBody {
+            size: 10,
+            body: Vec::new()
+        }
+    );
+}
+
+#[test]
+fn a_pinned_tool_that_changed_is_hidden_and_refused_on_every_worker() {
+    let p = policy(false);
+    let mut config = p.config.clone();
+    config["policy"]["pins"] = json!({"echo": "00".repeat(32)});
+    let store = MemoryStore::new();
+    let mut a = worker(config.clone(), &store);
+    let mut b = worker(config, &store);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    let mut o = send(
+        &mut a,
+        &store,
+        &Req::post(r#"{"jsonrpc":"2.0","id":"l-1","method":"tools/list"}"#).bearer(&t),
+    );
+    let filtered = answer(&mut a, &store, &mut o, TOOLS).expect("rewritten");
+    assert_eq!(tool_names(&filtered), ["run_python"]);
+    assert_eq!(o.out.counted("pqguard.pin_violations"), 1);
+    assert_eq!(o.out.lines_with(ALERT_MARKER).len(), 1);
+    // Another worker refuses a call to it.
+    let call = send(&mut b, &store, &Req::call("c-1", "echo").bearer(&t));
+    assert_eq!(call.status(), Some(403));
+    assert_eq!(call.out.counted("pqguard.denied.pin_violation"), 1);
+}
+
+#[test]
+fn mcp_param_headers_are_refused_on_anything_but_a_tools_call() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let req = Req::post(r#"{"jsonrpc":"2.0","id":"m-1","method":"tools/list"}"#)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .header("mcp-param-region", "eu");
+    let o = send(&mut w, &store, &req);
+    assert_eq!(o.error(), (Some(400), json!(-32020), json!("m-1")));
+}
+
+#[test]
+fn mcp_param_headers_learnt_from_tools_list_are_matched_on_every_worker() {
+    let store = MemoryStore::new();
+    let mut a = worker(json!({}), &store);
+    let mut b = worker(json!({}), &store);
+    let list = r#"{"jsonrpc":"2.0","id":"l-1","method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let list = Req::post(list)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list");
+    let mut o = send(&mut a, &store, &list);
+    assert!(o.forwarded, "{:?}", o.reply);
+    let tools = r#"{"jsonrpc":"2.0","id":"l-1","result":{"tools":[{"name":"weather","inputSchema":{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}}}}]}}"#;
+    assert_eq!(answer(&mut a, &store, &mut o, tools), None);
+    let call = |region: &str, header: &str| {
+        Req::post(
+            &json!({"jsonrpc":"2.0","id":"w-1","method":"tools/call",
+            "params":{"name":"weather","arguments":{"region":region},
+                      "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}})
+            .to_string(),
+        )
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "weather")
+        .header("mcp-param-region", header)
+    };
+    let ok = send(&mut b, &store, &call("eu", "eu"));
+    assert!(ok.forwarded, "{:?} {:?}", ok.reply, ok.out.logs);
+    assert_eq!(send(&mut b, &store, &call("eu", "us")).status(), Some(400));
+}
+
+// ---- downgrades and flags across workers ---------------------------------
+
+#[test]
+fn a_downgrade_seen_by_another_worker_is_detected_and_blocked() {
+    let p = policy(true);
+    let store = MemoryStore::new();
+    let mut a = worker(p.config.clone(), &store);
+    let mut b = worker(p.config.clone(), &store);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    assert!(send(&mut a, &store, &Req::call("d-1", "echo").bearer(&t)).forwarded);
+    let o = send(
+        &mut b,
+        &store,
+        &Req::call("d-2", "echo").bearer(&t).over(Some(CLASSICAL)),
+    );
+    assert_eq!(o.error(), (Some(403), json!(-32003), json!("d-2")));
+    assert_eq!(o.out.counted("pqguard.downgrade_attempts"), 1);
+    let alert: Value = serde_json::from_str(o.out.lines_with(ALERT_MARKER)[0]).unwrap();
+    assert_eq!(alert["kind"], "downgrade");
+    assert_eq!(
+        alert["detail"],
+        "key exchange classical after hybrid-pq before"
+    );
+    // Another identity is not affected.
+    let bob = token(&p.pq, "bob", "tools:call", 300);
+    assert!(
+        send(
+            &mut b,
+            &store,
+            &Req::call("d-3", "echo").bearer(&bob).over(Some(CLASSICAL))
+        )
+        .forwarded
+    );
+}
+
+/// A store that reads fine but never takes a write (every write loses the
+/// compare-and-swap race).
+struct Contended(MemoryStore);
+
+impl SharedStore for Contended {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.0.get(key)
+    }
+    fn set(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<bool, String> {
+        Ok(false)
+    }
+}
+
+/// A store whose writes fail outright.
+struct Failing(MemoryStore);
+
+impl SharedStore for Failing {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.0.get(key)
+    }
+    fn set(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<bool, String> {
+        Err("shared data unavailable".into())
+    }
+}
+
+#[test]
+fn a_downgrade_is_detected_even_when_the_shared_state_cannot_be_written() {
+    let p = policy(true);
+    let memory = MemoryStore::new();
+    let mut a = worker(p.config.clone(), &memory);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    assert!(send(&mut a, &memory, &Req::call("d-1", "echo").bearer(&t)).forwarded);
+    let contended = Contended(memory);
+    let o = send(
+        &mut a,
+        &contended,
+        &Req::call("d-2", "echo").bearer(&t).over(Some(CLASSICAL)),
+    );
+    assert_eq!(
+        o.status(),
+        Some(403),
+        "the downgrade is decided on the state read"
+    );
+    assert!(o.out.logs.iter().any(|(_, l)| l.contains("not stored")));
+    let failing = Failing(contended.0);
+    let o = send(
+        &mut a,
+        &failing,
+        &Req::call("d-3", "echo").bearer(&t).over(Some(CLASSICAL)),
+    );
+    assert_eq!(o.status(), Some(403));
+}
+
+#[test]
+fn repeated_denials_flag_the_identity_for_every_worker() {
+    let p = policy(false);
+    let mut config = p.config.clone();
+    config["policy"]["flag_after_denials"] = json!(2);
+    config["policy"]["rules"][2]["when"]["not_flagged"] = json!(true);
+    let store = MemoryStore::new();
+    let mut a = worker(config.clone(), &store);
+    let mut b = worker(config, &store);
+    let reader = token(&p.pq, "alice", "tools:read", 300);
+    let caller = token(&p.pq, "alice", "tools:call", 300);
+    let first = send(&mut a, &store, &Req::call("f-1", "echo").bearer(&reader));
+    assert_eq!(first.status(), Some(403));
+    assert!(
+        first.out.lines_with(ALERT_MARKER).is_empty(),
+        "one denial does not flag"
+    );
+    let second = send(&mut a, &store, &Req::call("f-2", "echo").bearer(&reader));
+    assert_eq!(second.status(), Some(403));
+    let alerts = second.out.lines_with(ALERT_MARKER);
+    assert!(
+        alerts
+            .iter()
+            .any(|l| l.contains("identity flagged after no_allow_rule")),
+        "{alerts:?}"
+    );
+    // Flagged: a call the rules allow is now denied, on another worker.
+    let echo = send(&mut b, &store, &Req::call("f-3", "echo").bearer(&caller));
+    assert_eq!(echo.status(), Some(403));
+    // Another identity is not flagged.
+    let bob = token(&p.pq, "bob", "tools:call", 300);
+    assert!(send(&mut b, &store, &Req::call("f-4", "echo").bearer(&bob)).forwarded);
+}
+
+#[test]
+fn a_rejected_argument_flags_the_identity_at_once() {
+    let p = policy(false);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let t = token(&p.pq, "carol", "tools:call", 300);
+    let python = Req::post(
+        &json!({"jsonrpc":"2.0","id":"g-1","method":"tools/call",
+        "params":{"name":"run_python","arguments":{"code":"import os"}}})
+        .to_string(),
+    )
+    .bearer(&t);
+    let o = send(&mut w, &store, &python);
+    assert_eq!(o.status(), Some(403));
+    assert!(o
+        .out
+        .lines_with(ALERT_MARKER)
+        .iter()
+        .any(|l| l.contains("flagged after argument_rejected")));
+}
+
+// ---- audit --------------------------------------------------------------
+
+fn audit_config(strict: bool) -> Value {
+    json!({"audit": {"signing_key": key(Algorithm::MlDsa65, "audit-1").to_jwk(),
+        "strict": strict,
+        "collector": {"cluster": "audit", "authority": "audit.test", "path": "/ingest", "flush_ms": 100}}})
+}
+
+#[test]
+fn every_decision_is_audited_and_shipped_in_order() {
+    let store = MemoryStore::new();
+    let mut w = worker(audit_config(false), &store);
+    let refused = send(
+        &mut w,
+        &store,
+        &Req::post(r#"{"jsonrpc":"2.0","id":"a-1","method":"admin/exec"}"#),
+    );
+    let records = refused.out.lines_with(LINE_PREFIX.trim_end());
+    assert_eq!(records.len(), 1, "{:?}", refused.out.logs);
+    assert!(
+        records[0].contains("\"decision\":\"rejected\""),
+        "{}",
+        records[0]
+    );
+    let mut forwarded = send(
+        &mut w,
+        &store,
+        &Req::post(r#"{"jsonrpc":"2.0","id":"a-2","method":"tools/list"}"#),
+    );
+    assert!(
+        forwarded.out.lines_with(LINE_PREFIX.trim_end()).is_empty(),
+        "written when the answer starts"
+    );
+    answer(
+        &mut w,
+        &store,
+        &mut forwarded,
+        r#"{"jsonrpc":"2.0","id":"a-2","result":{"tools":[]}}"#,
+    );
+    let line = forwarded.out.lines_with(LINE_PREFIX.trim_end());
+    assert_eq!(line.len(), 1);
+    assert!(line[0].contains("\"upstream_status\":200"), "{}", line[0]);
+    // The timer ships genesis, checkpoint and both records in one batch.
+    let mut out = Effects::new();
+    let calls = w.tick(NOW_MS + 1000, &store, &mut out);
+    let call = calls
+        .iter()
+        .find(|c| c.kind == CallKind::AuditBatch)
+        .expect("a batch");
+    let body = String::from_utf8(call.body.clone().unwrap()).unwrap();
+    assert!(body.lines().count() >= 4, "{body}");
+    w.dispatched(CallKind::AuditBatch, Ok(9), NOW_MS + 1000, &mut out);
+    let ok = CallAnswer {
+        status: Some("200".into()),
+        ..CallAnswer::default()
+    };
+    assert!(w.answered(9, &ok, NOW_MS + 1100, &store, &mut out));
+    assert_eq!(
+        out.counted("pqguard.audit.shipped"),
+        i64::try_from(body.lines().count()).unwrap()
+    );
+}
+
+#[test]
+fn strict_audit_refuses_while_the_collector_fails_and_recovers_after() {
+    let store = MemoryStore::new();
+    let mut w = worker(audit_config(true), &store);
+    let ping = Req::post(r#"{"jsonrpc":"2.0","id":"s-1","method":"ping"}"#);
+    assert!(send(&mut w, &store, &ping).forwarded);
+    let mut out = Effects::new();
+    let calls = w.tick(NOW_MS + 1000, &store, &mut out);
+    assert_eq!(calls.len(), 1);
+    let failed_batch = calls[0].body.clone().unwrap();
+    w.dispatched(
+        CallKind::AuditBatch,
+        Err("no cluster".into()),
+        NOW_MS + 1000,
+        &mut out,
+    );
+    assert_eq!(out.counted("pqguard.audit.ship_failed"), 1);
+    let o = send(&mut w, &store, &ping);
+    assert_eq!(o.error(), (Some(503), json!(-32603), Value::Null));
+    // The retry succeeds: requests pass again, nothing was lost.
+    let mut out = Effects::new();
+    let calls = w.tick(NOW_MS + 60_000, &store, &mut out);
+    let body = calls[0].body.clone().unwrap();
+    w.dispatched(CallKind::AuditBatch, Ok(3), NOW_MS + 60_000, &mut out);
+    let ok = CallAnswer {
+        status: Some("204".into()),
+        ..CallAnswer::default()
+    };
+    w.answered(3, &ok, NOW_MS + 60_100, &store, &mut out);
+    assert!(
+        body.starts_with(&failed_batch),
+        "the failed batch is sent again, first"
+    );
+    assert!(send(&mut w, &store, &ping).forwarded);
+}
+
+// ---- remote key sets ----------------------------------------------------
+
+#[test]
+fn the_remote_key_set_is_fetched_with_back_off_and_shared_with_new_workers() {
+    let k = key(Algorithm::MlDsa65, "k65");
+    let config = json!({"auth": {"audience": AUD, "issuers": [ISS],
+        "remote_jwks": {"cluster": "jwks", "authority": "issuer.test", "path": "/jwks", "refresh_seconds": 60}}});
+    let store = MemoryStore::new();
+    let mut w = worker(config.clone(), &store);
+    assert_eq!(
+        w.tick_period_ms(),
+        Some(FAST_TICK_MS),
+        "polls fast until it has keys"
+    );
+    let t = token(&k, "alice", "tools:call", 300);
+    let early = send(&mut w, &store, &Req::call("j-1", "echo").bearer(&t));
+    assert_eq!(early.status(), Some(401));
+    assert!(early.record()["detail"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no key set"));
+    // A failed fetch backs off 2 s, then 4 s.
+    let mut out = Effects::new();
+    let calls = w.tick(NOW_MS, &store, &mut out);
+    assert_eq!(calls.iter().filter(|c| c.kind == CallKind::Jwks).count(), 1);
+    w.dispatched(CallKind::Jwks, Ok(1), NOW_MS, &mut out);
+    let down = CallAnswer {
+        status: Some("503".into()),
+        ..CallAnswer::default()
+    };
+    assert!(w.answered(1, &down, NOW_MS, &store, &mut out));
+    assert_eq!(out.counted("pqguard.jwks.fetch_failed"), 1);
+    assert!(w.tick(NOW_MS + 1_999, &store, &mut out).is_empty());
+    assert_eq!(w.tick(NOW_MS + 2_000, &store, &mut out).len(), 1);
+    w.dispatched(
+        CallKind::Jwks,
+        Err("no cluster".into()),
+        NOW_MS + 2_000,
+        &mut out,
+    );
+    assert!(w.tick(NOW_MS + 5_999, &store, &mut out).is_empty());
+    assert_eq!(w.tick(NOW_MS + 6_000, &store, &mut out).len(), 1);
+    // A good answer installs the keys and publishes them.
+    w.dispatched(CallKind::Jwks, Ok(2), NOW_MS + 6_000, &mut out);
+    let good = CallAnswer {
+        status: Some("200".into()),
+        cache_control: Some("max-age=30".into()),
+        body: jwks(&[&k]).to_string().into_bytes(),
+    };
+    assert!(w.answered(2, &good, NOW_MS + 6_000, &store, &mut out));
+    assert_eq!(w.tick_period_ms(), Some(TICK_MS));
+    assert!(send(&mut w, &store, &Req::call("j-2", "echo").bearer(&t)).forwarded);
+    // Max-age shortened the refresh to 30 s.
+    assert!(w.tick(NOW_MS + 35_999, &store, &mut out).is_empty());
+    assert_eq!(w.tick(NOW_MS + 36_000, &store, &mut out).len(), 1);
+    // A bad key set never replaces the good one.
+    w.dispatched(CallKind::Jwks, Ok(3), NOW_MS + 36_000, &mut out);
+    let bad = CallAnswer {
+        status: Some("200".into()),
+        body: b"{\"keys\":7}".to_vec(),
+        ..CallAnswer::default()
+    };
+    w.answered(3, &bad, NOW_MS + 36_000, &store, &mut out);
+    assert_eq!(out.counted("pqguard.jwks.rejected"), 1);
+    assert!(send(&mut w, &store, &Req::call("j-3", "echo").bearer(&t)).forwarded);
+    // A new worker takes the shared key set at start.
+    let mut fresh = worker(config, &store);
+    assert_eq!(fresh.tick_period_ms(), Some(TICK_MS));
+    assert!(send(&mut fresh, &store, &Req::call("j-4", "echo").bearer(&t)).forwarded);
+}
+
+#[test]
+fn a_schedule_backs_off_within_its_bounds() {
+    let mut s = JwksSchedule::new();
+    assert!(s.due(0));
+    assert_eq!(s.failed(0, 300), 2_000);
+    assert_eq!(s.failed(0, 300), 4_000);
+    for _ in 0..20 {
+        s.failed(0, 300);
+    }
+    assert_eq!(s.failed(0, 300), 256_000);
+    assert_eq!(s.failed(0, 10), 10_000, "never beyond the refresh interval");
+    s.succeeded(0, 300);
+    assert_eq!(s.failures(), 0);
+    assert!(!s.due(299_999));
+    assert!(s.due(300_000));
+}
