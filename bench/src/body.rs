@@ -263,7 +263,7 @@ fn filler(out: &mut String, bytes: usize, rng: &mut Rng) {
 mod tests {
     use super::*;
     use pqguard_core::config::Config;
-    use pqguard_core::request::{inspect_body, RequestHead};
+    use pqguard_core::inspect::head::{inspect_body, RequestHead};
 
     fn post() -> RequestHead {
         RequestHead::post_json("/mcp")

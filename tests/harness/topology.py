@@ -169,6 +169,20 @@ class Topology:
         )
         self._launch(self.server_envoy)
 
+        # The client Envoy needs nothing from the others to start: it starts now, and every
+        # process comes up in parallel; readiness is awaited once, below.
+        if self.with_client:
+            self.client = EnvoyProcess(
+                "client-envoy",
+                render_template("client.yaml", {
+                    "ADMIN_PORT": p.client_admin, "PQ_PORT": p.pq_client, "PQ_H2_PORT": p.pq_h2_client,
+                    "CLASSICAL_PORT": p.classical_client, "EDGE_PORT": p.edge, "EDGE_SNI": self.pki.edge_name,
+                    "CA_CERT": self.pki.ca_cert,
+                }),
+                self.run_dir, p.client_admin, base_id + 3, self.concurrency,
+            )
+            self._launch(self.client)
+
         if self._plugin_config_source is not None:
             self._wait_for_mcp_server()
             config = self._plugin_config_source(self)
@@ -186,18 +200,9 @@ class Topology:
         )
         self._launch(self.edge)
 
-        if self.with_client:
-            self.client = EnvoyProcess(
-                "client-envoy",
-                render_template("client.yaml", {
-                    "ADMIN_PORT": p.client_admin, "PQ_PORT": p.pq_client, "PQ_H2_PORT": p.pq_h2_client,
-                    "CLASSICAL_PORT": p.classical_client, "EDGE_PORT": p.edge, "EDGE_SNI": self.pki.edge_name,
-                    "CA_CERT": self.pki.ca_cert,
-                }),
-                self.run_dir, p.client_admin, base_id + 3, self.concurrency,
-            )
-            self._launch(self.client)
-
+        for process in self._processes:
+            if isinstance(process, EnvoyProcess):
+                process.wait_ready()
         # Everything listens; the MCP server must answer too (it started first, but Python is slow).
         self._wait_for_mcp_server()
         (self.run_dir / "ready.json").write_text(json.dumps(self.ready_seconds(), indent=2) + "\n")
@@ -211,6 +216,7 @@ class Topology:
             relay = TrailerRelay(self.run_dir, port=port, admin_port=admin_port, edge_port=self.ports.edge,
                                  edge_sni=self.pki.edge_name, ca_cert=self.pki.ca_cert, base_id=admin_port)
             self._launch(relay)
+            relay.wait_ready()
             self.trailer_relay = relay
         return self.trailer_relay
 
@@ -219,10 +225,9 @@ class Topology:
         return {p.name: p.ready_seconds for p in self._processes if isinstance(p, EnvoyProcess)}
 
     def _launch(self, process: ManagedProcess) -> None:
+        """Start a process without waiting for it (``_start`` waits for all of them at once)."""
         self._processes.append(process)
         process.start()
-        if isinstance(process, EnvoyProcess):
-            process.wait_ready()
 
     def _wait_for_mcp_server(self) -> None:
         wait_until(self._mcp_server_answers, timeout=30, what="the MCP server",

@@ -18,10 +18,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use pqguard_bench::timing::{measure, Plan};
-use pqguard_core::audit::{Chain, CheckpointPolicy, CheckpointSigner, Decision};
-use pqguard_core::crypto::CryptoFacts;
-use pqguard_core::mcp::{parse_body, ParseOptions, ProtocolVersion};
+use pqguard_core::audit::{Chain, CheckpointPolicy, CheckpointSigner, DecisionRecord};
+use pqguard_core::inspect::mcp::{parse_body, ParseOptions, ProtocolVersion};
 use pqguard_core::policy::{self, Connectivity, Facts};
+use pqguard_core::tls::TlsFacts;
 use pqguard_core::token::{self, Algorithm, KeySet, PrivateKey, TokenCache, ValidationOptions};
 use serde_json::{json, Map, Value};
 
@@ -136,7 +136,7 @@ fn run() -> Result<(), String> {
     let inspected = parse_body(body, ProtocolVersion::V2025_11_25, &ParseOptions::default())
         .map_err(|e| e.to_string())?;
     let message = inspected.messages.first().ok_or("no message")?;
-    let crypto = CryptoFacts::new(Some("TLSv1.3".into()), Some("X25519MLKEM768".into()), None);
+    let crypto = TlsFacts::new(Some("TLSv1.3".into()), Some("X25519MLKEM768".into()), None);
     let facts = Facts {
         crypto: &crypto,
         token: Some(&verified),
@@ -157,7 +157,7 @@ fn run() -> Result<(), String> {
     };
     let (mut chain, _) =
         Chain::new("bench-1", b"{}", NOW, NOW, never, signer.clone()).map_err(|e| e.to_string())?;
-    let decision = Decision::new(&crypto, Some(&verified))
+    let decision = DecisionRecord::new(&crypto, Some(&verified))
         .with_body(body)
         .with_inspected(&inspected, false);
     let mut t = NOW;

@@ -3,9 +3,9 @@
 //! For each body size it times three operations on the same deterministic
 //! `tools/call` body (see `pqguard_bench::body`):
 //!
-//! 1. `pqguard_core::request::inspect_body`, the filter's whole body path,
+//! 1. `pqguard_core::inspect::head::inspect_body`, the filter's whole body path,
 //!    with `Config::default()` and a POST head of type `application/json`;
-//! 2. `pqguard_core::json::scan`, the strict scanner alone, with the same limits;
+//! 2. `pqguard_core::inspect::json::scan`, the strict scanner alone, with the same limits;
 //! 3. `serde_json::from_slice::<serde_json::Value>`, for comparison: what
 //!    building a full value tree costs.
 //!
@@ -19,8 +19,8 @@ use std::time::Duration;
 use pqguard_bench::body::{self, TOOL_NAME};
 use pqguard_bench::timing::{measure_interleaved, op, Plan, Sample};
 use pqguard_core::config::Config;
-use pqguard_core::json;
-use pqguard_core::request::{inspect_body, RequestHead};
+use pqguard_core::inspect::head::{inspect_body, RequestHead};
+use pqguard_core::inspect::json;
 
 const USAGE: &str = "\
 usage: parse-throughput [--json] [--sizes BYTES,...] [--batches N] [--batch-ms MS] [--warmup-ms MS]

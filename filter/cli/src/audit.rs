@@ -197,8 +197,8 @@ fn pretty(value: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pqguard_core::audit::{Chain, CheckpointPolicy, CheckpointSigner, Decision};
-    use pqguard_core::crypto::CryptoFacts;
+    use pqguard_core::audit::{Chain, CheckpointPolicy, CheckpointSigner, DecisionRecord};
+    use pqguard_core::tls::TlsFacts;
     use pqguard_core::token::{Algorithm, PrivateKey};
 
     fn log() -> (KeySet, String) {
@@ -211,9 +211,9 @@ mod tests {
             interval_ms: 0,
         };
         let (mut chain, mut lines) = Chain::new("9-1", b"{}", 9, 10, policy, signer).unwrap();
-        let facts = CryptoFacts::new(Some("TLSv1.3".into()), Some("X25519".into()), None);
+        let facts = TlsFacts::new(Some("TLSv1.3".into()), Some("X25519".into()), None);
         for t in 11..14 {
-            lines.push(chain.append_decision(t, &Decision::new(&facts, None)));
+            lines.push(chain.append_decision(t, &DecisionRecord::new(&facts, None)));
             lines.extend(chain.tick(t));
         }
         let text = lines

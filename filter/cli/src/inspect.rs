@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pqguard_core::config::Config;
 use pqguard_core::engine::{Action, Effects, Exchange, Level, MemoryStore, RequestStart, Worker};
-use pqguard_core::record::REQUEST_MARKER;
+use pqguard_core::outcome::log::REQUEST_MARKER;
 use pqguard_core::token::KeySet;
 use serde_json::{json, Value};
 
@@ -279,9 +279,11 @@ pub fn pin(a: &PinArgs) -> Result<ExitCode, String> {
 }
 
 /// The `tools/list` answer in a JSON body or in the events of a stream.
-fn tools_list_answer(bytes: &[u8]) -> Result<pqguard_core::tools::ToolsListAnswer, String> {
-    use pqguard_core::sse::SseParser;
-    use pqguard_core::tools::ToolsListAnswer;
+fn tools_list_answer(
+    bytes: &[u8],
+) -> Result<pqguard_core::inspect::tools::ToolsListAnswer, String> {
+    use pqguard_core::inspect::sse::SseParser;
+    use pqguard_core::inspect::tools::ToolsListAnswer;
     if let Ok(a) = ToolsListAnswer::parse(bytes) {
         return Ok(a);
     }

@@ -10,9 +10,9 @@ pub mod structpb;
 
 use serde::Deserialize;
 
-use crate::json::ScanLimits;
-use crate::mcp::ParseOptions;
-use crate::params::UnknownSchema;
+use crate::inspect::json::ScanLimits;
+use crate::inspect::mcp::ParseOptions;
+use crate::inspect::params::UnknownSchema;
 use crate::policy::{self, Connectivity, Policy, RawP2p, RawPolicy};
 
 /// Default cap on a request body: 1 MiB (Envoy's default buffer limit).
@@ -209,9 +209,13 @@ impl Config {
 
     /// Whether `method` may be forwarded in `version`: defined by the
     /// protocol, listed in `mcp.allow_methods`, or unknown methods allowed.
-    pub fn method_allowed(&self, version: crate::mcp::ProtocolVersion, method: &str) -> bool {
+    pub fn method_allowed(
+        &self,
+        version: crate::inspect::mcp::ProtocolVersion,
+        method: &str,
+    ) -> bool {
         self.unknown_methods == UnknownMethods::Allow
-            || crate::mcp::is_known_method(version, method)
+            || crate::inspect::mcp::is_known_method(version, method)
             || self.allow_methods.iter().any(|m| m == method)
     }
 }
@@ -346,7 +350,7 @@ mod tests {
 
     #[test]
     fn unknown_methods_are_denied_unless_listed_or_allowed() {
-        use crate::mcp::ProtocolVersion::V2025_11_25;
+        use crate::inspect::mcp::ProtocolVersion::V2025_11_25;
         let c = Config::default();
         assert!(c.method_allowed(V2025_11_25, "tools/call"));
         assert!(!c.method_allowed(V2025_11_25, "admin/shutdown"));

@@ -11,8 +11,8 @@
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::json::{scan, ScanLimits};
-use crate::request::{inspect_body, RequestHead};
+use crate::inspect::head::{inspect_body, RequestHead};
+use crate::inspect::json::{scan, ScanLimits};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 

@@ -9,7 +9,7 @@
 //! - **latency spikes**: a per-cluster moving baseline of response time
 //!   (kept per VM: a baseline needs no cross-worker agreement).
 
-use crate::crypto::KexClass;
+use crate::tls::KexClass;
 use crate::token::VerifiedToken;
 
 /// The identity state is stored under this key prefix in shared data.

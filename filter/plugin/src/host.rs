@@ -13,7 +13,7 @@ use std::fmt;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
-use pqguard_core::wire::LocalReply;
+use pqguard_core::outcome::wire::LocalReply;
 
 /// A host call that did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,12 +16,12 @@ use crate::host;
 use crate::vm::{SharedData, Vm};
 
 /// Per-request context.
-pub struct Request {
+pub struct RequestContext {
     vm: Rc<Vm>,
     exchange: Exchange,
 }
 
-impl Request {
+impl RequestContext {
     /// A context for one request.
     pub fn new(vm: Rc<Vm>) -> Self {
         Self {
@@ -103,9 +103,9 @@ impl Request {
     }
 }
 
-impl Context for Request {}
+impl Context for RequestContext {}
 
-impl HttpContext for Request {
+impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let (group_key, cipher_key, wants_id) = {
             let worker = self.vm.worker.borrow();

@@ -11,7 +11,7 @@ use proxy_wasm::types::{ContextType, LogLevel};
 use pqguard_core::engine::{CallAnswer, Effects, Worker};
 
 use crate::host;
-use crate::http::Request;
+use crate::http::RequestContext;
 use crate::vm::{run_logs, SharedData, Vm};
 
 /// Per-VM root context.
@@ -140,7 +140,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let vm = self.vm.clone()?;
-        Some(Box::new(Request::new(vm)))
+        Some(Box::new(RequestContext::new(vm)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -6,7 +6,7 @@
 //! [`super::LINE_PREFIX`] included. A chain never fails once created:
 //! signing is deterministic and needs no randomness.
 
-use super::record::{record_line, Anomaly, Checkpoint, Decision, Genesis};
+use super::record::{record_line, AnomalyRecord, Checkpoint, DecisionRecord, Genesis};
 use super::{digest, sha3, valid_chain_id, Digest, LINE_PREFIX, ZERO_DIGEST};
 use crate::token::{Algorithm, PublicKey};
 
@@ -262,12 +262,12 @@ impl Chain {
 
     /// Appends a decision record and returns its line. Never signs: a
     /// checkpoint that becomes due waits for [`Chain::tick`].
-    pub fn append_decision(&mut self, time_ms: u64, decision: &Decision) -> String {
+    pub fn append_decision(&mut self, time_ms: u64, decision: &DecisionRecord) -> String {
         self.push(time_ms, "decision", |o| decision.write_to(o))
     }
 
     /// Appends an anomaly record and returns its line. Never signs.
-    pub fn append_anomaly(&mut self, time_ms: u64, anomaly: &Anomaly) -> String {
+    pub fn append_anomaly(&mut self, time_ms: u64, anomaly: &AnomalyRecord) -> String {
         self.push(time_ms, "anomaly", |o| anomaly.write_to(o))
     }
 
@@ -436,7 +436,7 @@ mod tests {
             interval_ms: 1000,
         };
         let (mut chain, _) = Chain::new("c", b"", 0, 0, policy, signer(3, "k")).unwrap();
-        let d = Decision::new(&Default::default(), None);
+        let d = DecisionRecord::new(&Default::default(), None);
         for i in 1..=2 {
             assert!(matches!(
                 parse(&chain.append_decision(i, &d)),
@@ -457,7 +457,7 @@ mod tests {
         assert_eq!(chain.pending(), 0);
         assert_eq!(chain.tick(5000), None, "nothing pending");
         // The time rule: one record waiting 1000 ms after the last checkpoint.
-        chain.append_anomaly(1100, &Anomaly::new("flagged", "x"));
+        chain.append_anomaly(1100, &AnomalyRecord::new("flagged", "x"));
         assert_eq!(chain.tick(1004), None, "interval not reached");
         assert!(chain.tick(1005).is_some());
         assert_eq!(chain.checkpoint(1006), None, "head already covered");

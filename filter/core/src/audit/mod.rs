@@ -7,8 +7,10 @@
 //!   checkpoints;
 //! - [`settings`]: the `audit` section of the plugin configuration;
 //! - [`queue`]: the bounded queue and retry schedule for an HTTP collector;
-//! - [`verify`]: the verifier behind `pqguard audit verify`;
-//! - [`inventory`]: the crypto inventory behind `pqguard audit report`.
+//!
+//! Offline, never on the request path ([`offline`]):
+//! - [`offline::verify`]: the verifier behind `pqguard audit verify`;
+//! - [`offline::inventory`]: the crypto inventory behind `pqguard audit report`.
 //!
 //! Everything here is pure and deterministic: time is passed in, signing is
 //! deterministic ML-DSA (no random numbers), and nothing reads a clock.
@@ -153,11 +155,10 @@
 //! copy.
 
 pub mod chain;
-pub mod inventory;
+pub mod offline;
 pub mod queue;
 pub mod record;
 pub mod settings;
-pub mod verify;
 
 mod canon;
 
@@ -167,14 +168,16 @@ mod tests;
 pub use chain::{
     Chain, ChainError, CheckpointPolicy, CheckpointSigner, SignerError, CHECKPOINT_ALG,
 };
-pub use inventory::{IdentityUsage, Inventory};
+pub use offline::inventory::{IdentityUsage, Inventory};
+pub use offline::verify::{
+    verify, Anchor, ChainSummary, Location, Problem, Tamper, Verifier, VerifyReport,
+};
 pub use queue::{batch_body, AuditQueue, Backoff, Push};
 pub use record::{
-    digest, Anomaly, AuditRecord, Checkpoint, CryptoContext, Decision, Genesis, Identity, Line,
-    LineError, Outcome, RecordBody, RpcId, TargetKind, TargetRef,
+    digest, AnomalyRecord, AuditRecord, Checkpoint, CryptoContext, DecisionRecord, Genesis,
+    Identity, Line, LineError, Outcome, RecordBody, RpcId, TargetKind, TargetRef,
 };
 pub use settings::{AuditSettings, CollectorSettings, RawAudit};
-pub use verify::{verify, Anchor, ChainSummary, Location, Problem, Tamper, Verifier, VerifyReport};
 
 /// Marker that starts every audit line: the canonical JSON follows it.
 pub const LINE_PREFIX: &str = "pqguard.audit ";
@@ -190,13 +193,7 @@ pub const ZERO_DIGEST: Digest = [0; 32];
 
 /// Lower-case hex of a digest.
 pub fn to_hex(d: &Digest) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(64);
-    for b in d {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    s
+    crate::text::hex(d)
 }
 
 /// Parses exactly 64 lower-case hex characters.

@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use super::canon::{escape_into, Fields, Obj};
 use super::{sha3, to_hex, valid_chain_id, Digest, FORMAT_VERSION};
-use crate::crypto::CryptoFacts;
-use crate::mcp::{Inspected, Message, Target};
-use crate::reject::{Reason, Rejection};
+use crate::inspect::mcp::{Inspected, Message, Target};
+use crate::outcome::reject::{Reason, Rejection};
+use crate::tls::TlsFacts;
 use crate::token::{self, VerifiedToken};
 
 /// SHA3-256 of a canonical line: a record's digest, which the next record
@@ -283,13 +283,13 @@ pub struct CryptoContext {
 
 impl Default for CryptoContext {
     fn default() -> Self {
-        Self::new(&CryptoFacts::default(), None)
+        Self::new(&TlsFacts::default(), None)
     }
 }
 
 impl CryptoContext {
     /// From the host's facts and the verified token.
-    pub fn new(facts: &CryptoFacts, token: Option<&VerifiedToken>) -> Self {
+    pub fn new(facts: &TlsFacts, token: Option<&VerifiedToken>) -> Self {
         Self {
             tls_version: facts.tls_version.clone(),
             tls_group: facts.tls_group.clone(),
@@ -383,12 +383,12 @@ impl Genesis {
 
 /// One request's decision.
 ///
-/// Build it with [`Decision::new`] and the `with_*` methods as the request
+/// Build it with [`DecisionRecord::new`] and the `with_*` methods as the request
 /// goes through its phases; append it with [`super::Chain::append_decision`]
 /// once the outcome (and, for forwarded requests, the upstream status) is
 /// known.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct DecisionRecord {
     /// Envoy's `x-request-id`.
     pub request_id: Option<String>,
     /// The JSON-RPC id.
@@ -421,10 +421,10 @@ pub struct Decision {
     pub latency_ms: Option<u64>,
 }
 
-impl Decision {
+impl DecisionRecord {
     /// An allowed request with its crypto context and identity; nothing
     /// else known yet.
-    pub fn new(facts: &CryptoFacts, token: Option<&VerifiedToken>) -> Self {
+    pub fn new(facts: &TlsFacts, token: Option<&VerifiedToken>) -> Self {
         Self {
             request_id: None,
             rpc_id: None,
@@ -568,7 +568,7 @@ impl Decision {
 /// Something unusual the filter noticed: a downgrade attempt, a pinned tool
 /// that changed, a latency spike, an identity flagged, audit lines dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Anomaly {
+pub struct AnomalyRecord {
     /// Envoy's `x-request-id`, when a request caused it.
     pub request_id: Option<String>,
     /// The caller, when known.
@@ -579,7 +579,7 @@ pub struct Anomaly {
     pub detail: String,
 }
 
-impl Anomaly {
+impl AnomalyRecord {
     /// An anomaly of `kind` with a detail.
     pub fn new(kind: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
@@ -627,9 +627,9 @@ pub enum RecordBody {
     /// The first record of a chain.
     Genesis(Genesis),
     /// A request's decision (boxed: it is much larger than the others).
-    Decision(Box<Decision>),
+    DecisionRecord(Box<DecisionRecord>),
     /// An anomaly.
-    Anomaly(Anomaly),
+    AnomalyRecord(AnomalyRecord),
 }
 
 impl RecordBody {
@@ -637,16 +637,16 @@ impl RecordBody {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Genesis(_) => "genesis",
-            Self::Decision(_) => "decision",
-            Self::Anomaly(_) => "anomaly",
+            Self::DecisionRecord(_) => "decision",
+            Self::AnomalyRecord(_) => "anomaly",
         }
     }
 
     fn write(&self, o: &mut Obj) {
         match self {
             Self::Genesis(g) => g.write_to(o),
-            Self::Decision(d) => d.write_to(o),
-            Self::Anomaly(a) => a.write_to(o),
+            Self::DecisionRecord(d) => d.write_to(o),
+            Self::AnomalyRecord(a) => a.write_to(o),
         }
     }
 }
@@ -800,8 +800,8 @@ impl Line {
         } else {
             let body = match kind {
                 "genesis" => RecordBody::Genesis(Genesis::read(f)?),
-                "decision" => RecordBody::Decision(Box::new(Decision::read(f)?)),
-                "anomaly" => RecordBody::Anomaly(Anomaly::read(f)?),
+                "decision" => RecordBody::DecisionRecord(Box::new(DecisionRecord::read(f)?)),
+                "anomaly" => RecordBody::AnomalyRecord(AnomalyRecord::read(f)?),
                 other => return Err(LineError::UnknownKind(other.to_owned())),
             };
             Self::Record(AuditRecord {
@@ -856,8 +856,8 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn sample_decision() -> Decision {
-        Decision {
+    fn sample_decision() -> DecisionRecord {
+        DecisionRecord {
             request_id: Some("8f1c".into()),
             rpc_id: Some(RpcId::Integer(7)),
             identity: Some(Identity {
@@ -901,7 +901,7 @@ mod tests {
             seq: 3,
             prev: [0xab; 32],
             time_ms: 1_790_000_000_123,
-            body: RecordBody::Decision(Box::new(sample_decision())),
+            body: RecordBody::DecisionRecord(Box::new(sample_decision())),
         };
         let line = record.to_line();
         let want = concat!(
@@ -947,7 +947,10 @@ mod tests {
             seq: 1,
             prev: [1; 32],
             time_ms: 6,
-            body: RecordBody::Anomaly(Anomaly::new("downgrade", "classical after hybrid-pq")),
+            body: RecordBody::AnomalyRecord(AnomalyRecord::new(
+                "downgrade",
+                "classical after hybrid-pq",
+            )),
         };
         let mut d = sample_decision();
         d.rpc_id = Some(RpcId::String("a\"b\n\u{1}é".into()));
@@ -962,7 +965,7 @@ mod tests {
             seq: 2,
             prev: [2; 32],
             time_ms: 7,
-            body: RecordBody::Decision(Box::new(d)),
+            body: RecordBody::DecisionRecord(Box::new(d)),
         };
         let checkpoint = Checkpoint {
             chain: "c".into(),
@@ -992,7 +995,7 @@ mod tests {
             seq: 2,
             prev: [2; 32],
             time_ms: 7,
-            body: RecordBody::Decision(Box::new(sample_decision())),
+            body: RecordBody::DecisionRecord(Box::new(sample_decision())),
         };
         let line = record.to_line();
         let variants = [
@@ -1050,16 +1053,16 @@ mod tests {
     #[test]
     fn decisions_are_built_from_inspection_and_refusals() {
         use crate::config::Config;
-        use crate::request::{inspect_body, RequestHead};
+        use crate::inspect::head::{inspect_body, RequestHead};
         let head = RequestHead::post_json("/mcp");
         let body = br#"{"jsonrpc":"2.0","id":"r\u0031","method":"tools/call","params":{"name":"run_\u0070ython","arguments": {"code":"print(1)"}}}"#;
         let inspected = inspect_body(&Config::default(), &head, body).unwrap();
-        let facts = CryptoFacts::new(
+        let facts = TlsFacts::new(
             Some("TLSv1.3".into()),
             Some("X25519MLKEM768".into()),
             Some("TLS_AES_128_GCM_SHA256".into()),
         );
-        let d = Decision::new(&facts, None).with_inspected(&inspected, false);
+        let d = DecisionRecord::new(&facts, None).with_inspected(&inspected, false);
         assert_eq!(d.rpc_id, Some(RpcId::String("r1".into())));
         assert_eq!(d.method.as_deref(), Some("tools/call"));
         assert_eq!(
@@ -1074,12 +1077,12 @@ mod tests {
         assert_eq!(d.args, None, "arguments only as a digest by default");
         assert_eq!(d.crypto.kex_class, "hybrid-pq");
         assert_eq!((d.outcome, d.batch), (Outcome::Allowed, None));
-        let with_args = Decision::new(&facts, None).with_inspected(&inspected, true);
+        let with_args = DecisionRecord::new(&facts, None).with_inspected(&inspected, true);
         assert_eq!(with_args.args.as_deref(), Some(r#"{"code":"print(1)"}"#));
 
         let mut refusal = Rejection::new(Reason::Forbidden, "no rule allows it").with_id(Some("5"));
         refusal.code = Some("no_allow_rule");
-        let d = Decision::new(&facts, None)
+        let d = DecisionRecord::new(&facts, None)
             .with_body(b"x")
             .with_rejection(&refusal);
         assert_eq!(d.outcome, Outcome::Denied);
@@ -1093,7 +1096,7 @@ mod tests {
             seq: 1,
             prev: ZERO_DIGEST,
             time_ms: 1,
-            body: RecordBody::Decision(Box::new(d)),
+            body: RecordBody::DecisionRecord(Box::new(d)),
         }
         .to_line();
         assert!(!line.contains("no rule allows it"), "details stay out");
@@ -1104,7 +1107,7 @@ mod tests {
             ..head
         };
         let inspected = inspect_body(&Config::default(), &head, batch).unwrap();
-        let d = Decision::new(&facts, None).with_inspected(&inspected, false);
+        let d = DecisionRecord::new(&facts, None).with_inspected(&inspected, false);
         assert_eq!(d.batch, Some(2));
         assert_eq!(d.method.as_deref(), Some("ping"));
     }

@@ -4,7 +4,7 @@
 
 use super::record::Line;
 use super::*;
-use crate::crypto::CryptoFacts;
+use crate::tls::TlsFacts;
 use crate::token::{Algorithm, KeySet, PrivateKey};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -26,8 +26,8 @@ const POLICY: CheckpointPolicy = CheckpointPolicy {
     interval_ms: 0,
 };
 
-fn decision(i: u64) -> Decision {
-    let facts = CryptoFacts::new(
+fn decision(i: u64) -> DecisionRecord {
+    let facts = TlsFacts::new(
         Some("TLSv1.3".into()),
         Some(
             if i.is_multiple_of(3) {
@@ -39,7 +39,7 @@ fn decision(i: u64) -> Decision {
         ),
         Some("TLS_AES_256_GCM_SHA384".into()),
     );
-    let mut d = Decision::new(&facts, None).with_request_id(Some(format!("req-{i}")));
+    let mut d = DecisionRecord::new(&facts, None).with_request_id(Some(format!("req-{i}")));
     d.identity = Some(Identity {
         iss: Some("https://issuer.example".into()),
         sub: Some(if i.is_multiple_of(2) { "alice" } else { "bob" }.into()),
@@ -72,9 +72,10 @@ fn write_chain(id: &str, s: &CheckpointSigner, n: u64) -> Vec<String> {
     for i in 1..=n {
         let t = 100 + i;
         if i == 7 {
-            lines.push(
-                chain.append_anomaly(t, &Anomaly::new("downgrade", "X25519 after X25519MLKEM768")),
-            );
+            lines.push(chain.append_anomaly(
+                t,
+                &AnomalyRecord::new("downgrade", "X25519 after X25519MLKEM768"),
+            ));
         } else {
             lines.push(chain.append_decision(t, &decision(i)));
         }
@@ -667,7 +668,7 @@ fn the_inventory_reads_what_the_chain_wrote() {
     let alice = &inv.identities["https://issuer.example|alice"];
     assert_eq!(alice.refusals.values().sum::<u64>(), 1);
     assert_eq!(
-        inv.identities[inventory::ANONYMOUS].anomalies["downgrade"],
+        inv.identities[offline::inventory::ANONYMOUS].anomalies["downgrade"],
         1
     );
 }

@@ -26,17 +26,17 @@ use std::sync::Arc;
 use crate::audit;
 use crate::auth::{self, RESOURCE_METADATA_PATH};
 use crate::config::RequestLog;
-use crate::crypto::CryptoFacts;
-use crate::mcp::{Inspected, Message, MessageKind, Target};
-use crate::params::KnownSchema;
+use crate::inspect::head::{self, HeadVerdict, RequestHead};
+use crate::inspect::mcp::{Inspected, Message, MessageKind, Target};
+use crate::inspect::params::KnownSchema;
+use crate::inspect::response::{ResponseFormat, ToolsListBody};
+use crate::outcome::log::{json_string, RequestRecord, REQUEST_MARKER, TOOLS_MARKER};
+use crate::outcome::reject::{Reason, Rejection};
+use crate::outcome::wire::{self, LocalReply};
 use crate::policy::{Decision, Denial, DenyReason, Facts, Policy};
-use crate::record::{json_string, RequestRecord, REQUEST_MARKER, TOOLS_MARKER};
-use crate::reject::{Reason, Rejection};
-use crate::request::{self, HeadVerdict, RequestHead};
-use crate::response::{ResponseFormat, ToolsListBody};
 use crate::threat;
+use crate::tls::TlsFacts;
 use crate::token::{self, VerifiedToken};
-use crate::wire::{self, LocalReply};
 
 use super::effects::{metric_part, Effects, Level};
 use super::shared::{self, SharedStore};
@@ -175,7 +175,7 @@ pub struct Exchange {
     phase: Phase,
     head: RequestHead,
     verdict: HeadVerdict,
-    facts: CryptoFacts,
+    facts: TlsFacts,
     token: Option<Arc<VerifiedToken>>,
     identity: Option<String>,
     mtls: bool,
@@ -190,7 +190,7 @@ pub struct Exchange {
     pending: Option<Rejection>,
     /// The audit record of this request, written once its outcome is known
     /// (refusals at once; forwarded requests when the answer starts).
-    audit: Option<audit::Decision>,
+    audit: Option<audit::DecisionRecord>,
 }
 
 impl Default for Exchange {
@@ -213,7 +213,7 @@ impl Exchange {
             phase: Phase::Head,
             head: RequestHead::default(),
             verdict: HeadVerdict::Forward,
-            facts: CryptoFacts::default(),
+            facts: TlsFacts::default(),
             token: None,
             identity: None,
             mtls: false,
@@ -260,7 +260,7 @@ impl Exchange {
     ) -> Action {
         self.started_ms = start.now_ms.unwrap_or(0);
         self.now_ms = self.started_ms;
-        self.facts = CryptoFacts::new(start.tls_version, start.tls_group, start.tls_cipher);
+        self.facts = TlsFacts::new(start.tls_version, start.tls_group, start.tls_cipher);
         self.mtls = start.mtls;
         self.request_id = start.request_id;
         self.count_inventory(w, out);
@@ -313,7 +313,7 @@ impl Exchange {
             self.phase = Phase::Refused;
             return Action::Reply(reply);
         }
-        self.verdict = request::check_head(w.config(), &self.head);
+        self.verdict = head::check_head(w.config(), &self.head);
         let early = self
             .authenticate(w, store, out)
             .and_then(|()| self.check_downgrade(w, store, start.peer_certificate_digest, out));
@@ -366,7 +366,7 @@ impl Exchange {
             Phase::Head | Phase::Forwarded => return Action::Continue,
         }
         self.body_size = body_size;
-        if let Err(rejection) = request::check_body_size(w.config(), body_size as u64) {
+        if let Err(rejection) = head::check_body_size(w.config(), body_size as u64) {
             // A refusal decided on the head takes precedence.
             let rejection = self.pending.take().unwrap_or(rejection);
             return self.refuse(w, out, rejection);
@@ -411,7 +411,7 @@ impl Exchange {
                 return self.refuse(w, out, r);
             }
         };
-        let parsed = request::parse_body(w.config(), &self.head, body);
+        let parsed = head::parse_body(w.config(), &self.head, body);
         if let Some(settings) = &w.config().audit {
             let mut d = self.audit_base().with_body(body);
             if let Ok(inspected) = &parsed {
@@ -438,7 +438,7 @@ impl Exchange {
             Ok(i) => i,
             Err(rejection) => return self.refuse(w, out, rejection),
         };
-        let verdict = request::validate(w.config(), &self.head, &inspected)
+        let verdict = head::validate(w.config(), &self.head, &inspected)
             .and_then(|()| self.check_param_headers(w, store, &inspected, out))
             .and_then(|()| self.apply_policy(w, store, &inspected, out));
         if let Err(rejection) = verdict {
@@ -806,7 +806,7 @@ impl Exchange {
         inspected: &Inspected<'_>,
         out: &mut Effects,
     ) -> Result<(), Rejection> {
-        let unchecked = request::check_param_headers(w.config(), &self.head, inspected, |t| {
+        let unchecked = head::check_param_headers(w.config(), &self.head, inspected, |t| {
             shared::known_schema(store, t)
         })?;
         if unchecked > 0 {
@@ -967,8 +967,8 @@ impl Exchange {
     // ---- outcomes -----------------------------------------------------
 
     /// A fresh audit record with this request's crypto facts and identity.
-    fn audit_base(&self) -> audit::Decision {
-        audit::Decision::new(&self.facts, self.token.as_deref())
+    fn audit_base(&self) -> audit::DecisionRecord {
+        audit::DecisionRecord::new(&self.facts, self.token.as_deref())
             .with_request_id(self.request_id.clone())
     }
 
@@ -994,7 +994,7 @@ impl Exchange {
 
     fn alert(&self, w: &mut Worker, out: &mut Effects, kind: &str, detail: &str) {
         if w.config().audit.is_some() {
-            let a = audit::Anomaly::new(kind, detail)
+            let a = audit::AnomalyRecord::new(kind, detail)
                 .with_request(self.request_id.clone(), self.token.as_deref());
             w.audit_anomaly(self.now_ms, &a, out);
         }

@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::auth::RemoteJwks;
-use crate::params::KnownSchema;
+use crate::inspect::params::KnownSchema;
 use crate::threat::IdentityState;
 
 /// Process-wide key-value state with compare-and-swap, as proxy-wasm
@@ -146,7 +146,7 @@ pub fn jwks_key(remote: &RemoteJwks) -> String {
 }
 
 /// Shared-data key holding what the last `tools/list` answer said of a
-/// tool's `Mcp-Param-*` headers (see [`crate::params`]).
+/// tool's `Mcp-Param-*` headers (see [`crate::inspect::params`]).
 pub fn params_key(tool: &str) -> String {
     format!("pqguard.params.{tool}")
 }

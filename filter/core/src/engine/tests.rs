@@ -5,9 +5,9 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::audit::LINE_PREFIX;
-use crate::record::REQUEST_MARKER;
+use crate::inspect::tools::ToolsListAnswer;
+use crate::outcome::log::REQUEST_MARKER;
 use crate::token::{mint, Algorithm, KeySet, PrivateKey};
-use crate::tools::ToolsListAnswer;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 

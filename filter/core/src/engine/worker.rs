@@ -11,10 +11,10 @@ use std::sync::Arc;
 use crate::audit::{batch_body, AuditQueue, Backoff, Chain, Push};
 use crate::auth::{self, RemoteJwks};
 use crate::config::Config;
-use crate::record::{json_string, START_MARKER};
+use crate::inspect::tools::hex;
+use crate::outcome::log::{json_string, START_MARKER};
 use crate::threat::LatencyBaseline;
 use crate::token::{KeySet, TokenCache};
-use crate::tools::hex;
 
 use super::effects::{Effects, Level, FIXED_METRICS};
 use super::shared::{jwks_key, SharedStore};
@@ -343,7 +343,7 @@ impl Worker {
     pub(super) fn audit_decision(
         &mut self,
         now_ms: u64,
-        decision: &crate::audit::Decision,
+        decision: &crate::audit::DecisionRecord,
         out: &mut Effects,
     ) {
         let Some(state) = self.audit.as_mut() else {
@@ -358,7 +358,7 @@ impl Worker {
     pub(super) fn audit_anomaly(
         &mut self,
         now_ms: u64,
-        anomaly: &crate::audit::Anomaly,
+        anomaly: &crate::audit::AnomalyRecord,
         out: &mut Effects,
     ) {
         let Some(state) = self.audit.as_mut() else {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::glob::glob_match;
-use crate::json::{Document, Kind, Node};
+use crate::inspect::json::{Document, Kind, Node};
 
 /// JSON types an argument may be required to have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

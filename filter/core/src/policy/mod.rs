@@ -59,8 +59,8 @@ use serde_json::Value;
 
 pub use glob::glob_match;
 
-use crate::crypto::{CryptoFacts, KexClass};
-use crate::mcp::{Message, Target};
+use crate::inspect::mcp::{Message, Target};
+use crate::tls::{KexClass, TlsFacts};
 use crate::token::{SignatureClass, VerifiedToken};
 
 /// What a rule does when it matches.
@@ -239,7 +239,7 @@ pub struct Policy {
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'r> {
     /// The connection's crypto facts.
-    pub crypto: &'r CryptoFacts,
+    pub crypto: &'r TlsFacts,
     /// The verified token, if one was presented and accepted.
     pub token: Option<&'r VerifiedToken>,
     /// Whether the client presented a verified certificate (mTLS).
@@ -311,25 +311,6 @@ pub enum Decision {
     Deny(Denial),
 }
 
-/// Maps an `allowed_algos` entry to the TLS groups it admits, or `None`
-/// when it names a signature algorithm.
-fn kem_groups(name: &str) -> Option<&'static [&'static str]> {
-    match name {
-        "ML-KEM-768" => Some(&["X25519MLKEM768", "SecP256r1MLKEM768", "MLKEM768"]),
-        "ML-KEM-1024" => Some(&["SecP384r1MLKEM1024", "MLKEM1024"]),
-        "X25519MLKEM768" => Some(&["X25519MLKEM768"]),
-        "SecP256r1MLKEM768" => Some(&["SecP256r1MLKEM768"]),
-        "SecP384r1MLKEM1024" => Some(&["SecP384r1MLKEM1024"]),
-        "MLKEM768" => Some(&["MLKEM768"]),
-        "MLKEM1024" => Some(&["MLKEM1024"]),
-        "X25519" => Some(&["X25519"]),
-        "P-256" => Some(&["P-256"]),
-        "P-384" => Some(&["P-384"]),
-        "P-521" => Some(&["P-521"]),
-        _ => None,
-    }
-}
-
 fn parse_kex_class(s: &str) -> Option<KexClass> {
     [
         KexClass::None,
@@ -381,7 +362,8 @@ pub fn compile_connectivity(raw: RawP2p) -> Result<Connectivity, PolicyError> {
         ));
     }
     for name in raw.allowed_algos {
-        if let Some(groups) = kem_groups(&name) {
+        let groups = crate::tls::Group::admitted_by(&name);
+        if !groups.is_empty() {
             c.allowed_groups
                 .extend(groups.iter().map(|g| (*g).to_owned()));
         } else if known_token_alg(&name) {

@@ -4,8 +4,8 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 use crate::config::Config;
-use crate::crypto::CryptoFacts;
-use crate::mcp::{parse_body, ParseOptions, ProtocolVersion};
+use crate::inspect::mcp::{parse_body, ParseOptions, ProtocolVersion};
+use crate::tls::TlsFacts;
 use crate::token::{Algorithm, Claims, VerifiedToken};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -42,19 +42,19 @@ fn token(alg: Algorithm, scope: &str, extra: Value) -> VerifiedToken {
     }
 }
 
-fn pq() -> CryptoFacts {
-    CryptoFacts::new(Some("TLSv1.3".into()), Some("X25519MLKEM768".into()), None)
+fn pq() -> TlsFacts {
+    TlsFacts::new(Some("TLSv1.3".into()), Some("X25519MLKEM768".into()), None)
 }
 
-fn classical() -> CryptoFacts {
-    CryptoFacts::new(Some("TLSv1.3".into()), Some("X25519".into()), None)
+fn classical() -> TlsFacts {
+    TlsFacts::new(Some("TLSv1.3".into()), Some("X25519".into()), None)
 }
 
 fn decide(
     p: &Policy,
     c: &Connectivity,
     body: &str,
-    crypto: &CryptoFacts,
+    crypto: &TlsFacts,
     tok: Option<&VerifiedToken>,
 ) -> Decision {
     let i = parse_body(
@@ -182,13 +182,13 @@ fn enforce_pqc_and_allowed_algos_gate_every_request() {
     assert!(
         matches!(decide(&p, &seed, CALL_ECHO, &pq(), Some(&ml44)), Decision::Deny(d) if d.reason == DenyReason::AlgorithmNotAllowed)
     );
-    let mlkem1024 = CryptoFacts::new(Some("TLSv1.3".into()), Some("MLKEM1024".into()), None);
+    let mlkem1024 = TlsFacts::new(Some("TLSv1.3".into()), Some("MLKEM1024".into()), None);
     assert!(
         matches!(decide(&p, &seed, CALL_ECHO, &mlkem1024, Some(&ml65)), Decision::Deny(d) if d.reason == DenyReason::AlgorithmNotAllowed)
     );
     // Missing facts count as the weakest (fail closed).
     assert!(
-        matches!(decide(&p, &seed, CALL_ECHO, &CryptoFacts::default(), Some(&ml65)), Decision::Deny(d) if d.reason == DenyReason::PqcRequired)
+        matches!(decide(&p, &seed, CALL_ECHO, &TlsFacts::default(), Some(&ml65)), Decision::Deny(d) if d.reason == DenyReason::PqcRequired)
     );
 }
 
@@ -248,8 +248,8 @@ fn every_condition_can_fail() {
         "a b",
         json!({"tools": ["echo"], "tier": "gold"}),
     );
-    let tls12 = CryptoFacts::new(Some("TLSv1.2".into()), Some("X25519".into()), None);
-    let cases: Vec<(Value, CryptoFacts, bool, bool, bool)> = vec![
+    let tls12 = TlsFacts::new(Some("TLSv1.2".into()), Some("X25519".into()), None);
+    let cases: Vec<(Value, TlsFacts, bool, bool, bool)> = vec![
         // (when, crypto, mtls, flagged, expected allow)
         (json!({"scopes": ["a", "b"]}), pq(), false, false, true),
         (json!({"scopes": ["c"]}), pq(), false, false, false),

@@ -42,7 +42,7 @@ pub enum Algorithm {
 /// The strength class of a signature algorithm, weakest first.
 ///
 /// Ordered `Classical < HybridPq < Pq`, with the same names as the key-exchange
-/// classes in [`crate::crypto::KexClass`], so that one policy vocabulary
+/// classes in [`crate::tls::KexClass`], so that one policy vocabulary
 /// covers both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SignatureClass {

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::alg::AlgorithmSet;
 use super::error::{Part, TokenError};
-use crate::json::{self, JsonError, ScanLimits};
+use crate::inspect::json::{self, JsonError, ScanLimits};
 
 /// How tokens are validated. One value per deployment; the defaults are
 /// secure except that issuer and audience are unset, which a deployment must

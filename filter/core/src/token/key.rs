@@ -24,7 +24,7 @@ use sha3::Sha3_256;
 use super::alg::{Algorithm, KeyType};
 use super::b64;
 use super::sig::{self, Verifier};
-use crate::json::{self, JsonError, ScanLimits};
+use crate::inspect::json::{self, JsonError, ScanLimits};
 
 /// Why a JWK or JWKS is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

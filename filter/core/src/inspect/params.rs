@@ -32,8 +32,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::json::{Document, Node};
-use crate::mirror::{decode_value, HeaderMismatch};
+use crate::inspect::json::{Document, Node};
+use crate::inspect::mirror::{decode_value, HeaderMismatch};
 
 /// Deepest `properties` chain followed in a schema.
 pub const MAX_SCHEMA_DEPTH: usize = 32;
@@ -470,7 +470,7 @@ fn same(kind: ParamType, header: &str, body: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::{scan, ScanLimits};
+    use crate::inspect::json::{scan, ScanLimits};
     use serde_json::json;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;

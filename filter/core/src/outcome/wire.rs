@@ -1,7 +1,7 @@
 //! The one place where a refusal becomes bytes on the wire: HTTP status,
 //! headers and a JSON-RPC 2.0 error body that echoes the request id.
 
-use crate::reject::{Reason, Rejection};
+use crate::outcome::reject::{Reason, Rejection};
 
 /// JSON-RPC 2.0: invalid JSON.
 pub const PARSE_ERROR: i32 = -32700;

@@ -5,11 +5,11 @@
 
 use serde::Serialize;
 
-use crate::crypto::CryptoFacts;
-use crate::mcp::{Inspected, Message, Target};
-use crate::reject::Rejection;
-use crate::request::RequestHead;
-use crate::wire;
+use crate::inspect::head::RequestHead;
+use crate::inspect::mcp::{Inspected, Message, Target};
+use crate::outcome::reject::Rejection;
+use crate::outcome::wire;
+use crate::tls::TlsFacts;
 
 /// Marker that starts every request log line.
 pub const REQUEST_MARKER: &str = "pqguard.request";
@@ -122,7 +122,7 @@ pub struct RequestRecord {
 
 impl RequestRecord {
     /// A record with the head and crypto facts filled in.
-    pub fn new(head: &RequestHead, facts: &CryptoFacts) -> Self {
+    pub fn new(head: &RequestHead, facts: &TlsFacts) -> Self {
         Self {
             http_method: head.http_method.clone(),
             path: head.path.clone(),
@@ -170,10 +170,7 @@ impl RequestRecord {
     }
 }
 
-/// `s` as a JSON string literal.
-pub fn json_string(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
-}
+pub use crate::text::json_string;
 
 fn json_id(raw: &str) -> Option<serde_json::Value> {
     serde_json::from_str(raw).ok()
@@ -183,7 +180,7 @@ fn json_id(raw: &str) -> Option<serde_json::Value> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::request::inspect_body;
+    use crate::inspect::head::inspect_body;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -196,7 +193,7 @@ mod tests {
         let body =
             br#"{"jsonrpc":"2.0","id":"pq-1","method":"tools/call","params":{"name":"echo"}}"#;
         let i = inspect_body(&Config::default(), &head(), body).unwrap();
-        let facts = CryptoFacts::new(Some("TLSv1.3".into()), Some("X25519MLKEM768".into()), None);
+        let facts = TlsFacts::new(Some("TLSv1.3".into()), Some("X25519MLKEM768".into()), None);
         let line = RequestRecord::new(&head(), &facts)
             .with_inspected(&i)
             .to_json();
@@ -214,7 +211,7 @@ mod tests {
     fn records_rejections_with_status_code_and_detail() {
         let body = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{}}"#;
         let r = inspect_body(&Config::default(), &head(), body).unwrap_err();
-        let line = RequestRecord::new(&head(), &CryptoFacts::default())
+        let line = RequestRecord::new(&head(), &TlsFacts::default())
             .with_rejection(&r)
             .to_json();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();

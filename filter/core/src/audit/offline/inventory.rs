@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use super::record::{Decision, Line, Outcome, RecordBody};
-use super::{audit_lines, Anomaly};
+use crate::audit::record::{DecisionRecord, Line, Outcome, RecordBody};
+use crate::audit::{audit_lines, AnomalyRecord};
 use crate::token::SignatureClass;
 
 /// The inventory key of requests without a verified token.
@@ -66,7 +66,7 @@ impl IdentityUsage {
         }
     }
 
-    fn add(&mut self, d: &Decision, time_ms: u64) {
+    fn add(&mut self, d: &DecisionRecord, time_ms: u64) {
         fn bump(map: &mut BTreeMap<String, u64>, key: Option<&str>) {
             *map.entry(key.unwrap_or("none").to_owned()).or_default() += 1;
         }
@@ -100,7 +100,7 @@ impl IdentityUsage {
         }
     }
 
-    fn add_anomaly(&mut self, a: &Anomaly, time_ms: u64) {
+    fn add_anomaly(&mut self, a: &AnomalyRecord, time_ms: u64) {
         self.seen(time_ms);
         *self.anomalies.entry(a.anomaly.clone()).or_default() += 1;
     }
@@ -131,7 +131,7 @@ impl IdentityUsage {
 pub struct Inventory {
     /// Per caller (`iss|sub`, or [`ANONYMOUS`]).
     pub identities: BTreeMap<String, IdentityUsage>,
-    /// Decision records read.
+    /// DecisionRecord records read.
     pub decisions: u64,
     /// Audit lines that could not be read (not counted; `verify` says why).
     pub unreadable: u64,
@@ -159,20 +159,20 @@ impl Inventory {
         let Line::Record(r) = line else {
             return;
         };
-        let key = |identity: &Option<super::Identity>| {
+        let key = |identity: &Option<crate::audit::Identity>| {
             identity
                 .as_ref()
-                .map_or_else(|| ANONYMOUS.to_owned(), super::Identity::label)
+                .map_or_else(|| ANONYMOUS.to_owned(), crate::audit::Identity::label)
         };
         match &r.body {
-            RecordBody::Decision(d) => {
+            RecordBody::DecisionRecord(d) => {
                 self.decisions += 1;
                 self.identities
                     .entry(key(&d.identity))
                     .or_default()
                     .add(d, r.time_ms);
             }
-            RecordBody::Anomaly(a) => self
+            RecordBody::AnomalyRecord(a) => self
                 .identities
                 .entry(key(&a.identity))
                 .or_default()
@@ -302,8 +302,8 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn decision(sub: Option<&str>, group: &str, class: &str, alg: Option<&str>) -> Decision {
-        let mut d = Decision::new(&Default::default(), None);
+    fn decision(sub: Option<&str>, group: &str, class: &str, alg: Option<&str>) -> DecisionRecord {
+        let mut d = DecisionRecord::new(&Default::default(), None);
         d.identity = sub.map(|s| Identity {
             iss: Some("https://issuer.example".into()),
             sub: Some(s.into()),
@@ -319,7 +319,7 @@ mod tests {
         d
     }
 
-    fn log(decisions: &[Decision]) -> String {
+    fn log(decisions: &[DecisionRecord]) -> String {
         decisions
             .iter()
             .enumerate()
@@ -329,7 +329,7 @@ mod tests {
                     seq: i as u64 + 1,
                     prev: ZERO_DIGEST,
                     time_ms: 100 + i as u64,
-                    body: RecordBody::Decision(Box::new(d.clone())),
+                    body: RecordBody::DecisionRecord(Box::new(d.clone())),
                 };
                 format!("[info][wasm] {LINE_PREFIX}{}\n", r.to_line())
             })
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn plaintext_counts_as_classical_and_anomalies_are_counted() {
-        let mut plain = Decision::new(&Default::default(), None);
+        let mut plain = DecisionRecord::new(&Default::default(), None);
         plain.crypto.kex_class = "none".into();
         let mut inv = Inventory::new();
         inv.add_log(&log(&[plain]));
@@ -405,7 +405,7 @@ mod tests {
             seq: 9,
             prev: ZERO_DIGEST,
             time_ms: 1,
-            body: RecordBody::Anomaly(Anomaly::new("downgrade", "x")),
+            body: RecordBody::AnomalyRecord(AnomalyRecord::new("downgrade", "x")),
         };
         inv.add_line(&anomaly.to_line());
         let anon = &inv.identities[ANONYMOUS];

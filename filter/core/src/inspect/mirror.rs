@@ -11,12 +11,12 @@
 //! `Mcp-Param-{Name}` headers: here only each value's encoding is checked
 //! (plain visible ASCII or a well-formed `=?base64?…?=` of UTF-8), for every
 //! request. Their names come from `x-mcp-header` annotations in the tool's
-//! `inputSchema`, which only `tools/list` reveals: [`crate::params`] matches
+//! `inputSchema`, which only `tools/list` reveals: [`crate::inspect::params`] matches
 //! the values against the arguments once the schema is known.
 
 use std::fmt;
 
-use crate::mcp::{Message, MessageKind, ProtocolVersion, Target};
+use crate::inspect::mcp::{Message, MessageKind, ProtocolVersion, Target};
 
 /// The mirrored headers of a request, copied from the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,7 +172,7 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::{parse_body, ParseOptions};
+    use crate::inspect::mcp::{parse_body, ParseOptions};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

@@ -2,10 +2,10 @@
 //! body byte is buffered, and the body inspection at end of stream.
 
 use crate::config::Config;
-use crate::mcp::{self, Inspected, MessageKind, ProtocolVersion, Target};
-use crate::mirror::{self, MirrorHeaders};
-use crate::params::{self, CallCheck, KnownSchema};
-use crate::reject::{Reason, Rejection};
+use crate::inspect::mcp::{self, Inspected, MessageKind, ProtocolVersion, Target};
+use crate::inspect::mirror::{self, MirrorHeaders};
+use crate::inspect::params::{self, CallCheck, KnownSchema};
+use crate::outcome::reject::{Reason, Rejection};
 
 /// Headers that must appear at most once: a second copy is a classic way to
 /// make two components read one request two ways.
@@ -274,7 +274,7 @@ pub fn validate(
 
 /// Checks the `Mcp-Param-*` headers of every `tools/call` against what
 /// `lookup` knows of the tool (learnt from `tools/list` answers, see
-/// [`crate::params`]). Returns how many calls went unchecked because their
+/// [`crate::inspect::params`]). Returns how many calls went unchecked because their
 /// tool's schema is unknown and the configuration forwards them.
 pub fn check_param_headers(
     config: &Config,

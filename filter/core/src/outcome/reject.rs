@@ -1,11 +1,11 @@
 //! Why a request is refused: one typed value that the wire mapping in
-//! [`crate::wire`] turns into an HTTP status and a JSON-RPC error, and whose
+//! [`crate::outcome::wire`] turns into an HTTP status and a JSON-RPC error, and whose
 //! detail goes to the log only.
 
 use std::fmt;
 
-use crate::json::JsonError;
-use crate::mcp::McpError;
+use crate::inspect::json::JsonError;
+use crate::inspect::mcp::McpError;
 
 /// The class of a refusal. Each class has one HTTP status and one JSON-RPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

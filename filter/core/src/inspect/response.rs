@@ -9,8 +9,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::sse::{Event, SseError, SseParser};
-use crate::tools::{ToolsError, ToolsListAnswer};
+use crate::inspect::sse::{Event, SseError, SseParser};
+use crate::inspect::tools::{ToolsError, ToolsListAnswer};
 
 /// How a response body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,9 +19,11 @@ use std::fmt;
 
 use serde_json::{json, Value};
 
-use super::chain::{CheckpointPolicy, CheckpointSigner, CHECKPOINT_ALG};
-use super::record::{peek, AuditRecord, Checkpoint, Genesis, Line, LineError, RecordBody};
-use super::{audit_lines, digest, parse_hex, sha3, to_hex, valid_chain_id, Digest, ZERO_DIGEST};
+use crate::audit::chain::{CheckpointPolicy, CheckpointSigner, CHECKPOINT_ALG};
+use crate::audit::record::{peek, AuditRecord, Checkpoint, Genesis, Line, LineError, RecordBody};
+use crate::audit::{
+    audit_lines, digest, parse_hex, sha3, to_hex, valid_chain_id, Digest, ZERO_DIGEST,
+};
 use crate::token::KeySet;
 
 /// Where a line is: its source (file name) and 1-based line number.
@@ -458,7 +460,7 @@ impl ChainState {
                 if r.prev != self.head {
                     return Err(Problem::BrokenLink);
                 }
-                if let RecordBody::Decision(dec) = body {
+                if let RecordBody::DecisionRecord(dec) = body {
                     if let Some(args) = &dec.args {
                         if dec.args_sha3 != Some(sha3(args.as_bytes())) {
                             return Err(Problem::ArgumentsDigest);

@@ -3,13 +3,13 @@
 //! [`parse_body`] turns the bytes of a POST body into [`Inspected`]: one or
 //! more [`Message`]s with what policy needs (kind, id, method, tool /
 //! resource / prompt name, arguments span, protocol version from `_meta`).
-//! Everything is validated by the strict scanner in [`crate::json`] first,
+//! Everything is validated by the strict scanner in [`crate::inspect::json`] first,
 //! so the filter and the MCP server cannot read the body two ways.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::json::{self, Document, JsonError, Kind, Node, ScanLimits};
+use crate::inspect::json::{self, Document, JsonError, Kind, Node, ScanLimits};
 
 /// MCP protocol versions that use Streamable HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -16,7 +16,7 @@ use std::fmt;
 use serde_json::Value;
 use sha3::{Digest, Sha3_256};
 
-use crate::json::{self, ScanLimits};
+use crate::inspect::json::{self, ScanLimits};
 
 /// The members of a tool definition covered by its digest.
 pub const DIGEST_MEMBERS: [&str; 6] = [
@@ -116,12 +116,13 @@ impl ToolsListAnswer {
         &self,
     ) -> Vec<(
         String,
-        Result<crate::params::ParamHeaders, crate::params::InvalidAnnotation>,
+        Result<crate::inspect::params::ParamHeaders, crate::inspect::params::InvalidAnnotation>,
     )> {
         self.tool_values()
             .map(|t| {
                 let name = t.get("name").and_then(Value::as_str).unwrap_or("");
-                let read = crate::params::ParamHeaders::from_input_schema(t.get("inputSchema"));
+                let read =
+                    crate::inspect::params::ParamHeaders::from_input_schema(t.get("inputSchema"));
                 (name.to_owned(), read)
             })
             .collect()
@@ -234,19 +235,10 @@ pub fn write_canonical(out: &mut String, v: &Value) {
 }
 
 fn write_string(out: &mut String, s: &str) {
-    out.push_str(&Value::String(s.to_owned()).to_string());
+    crate::text::quote_into(out, s);
 }
 
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
+pub use crate::text::hex;
 
 #[cfg(test)]
 mod tests {
