@@ -7,6 +7,10 @@
 //!   signature checked) and a cache hit (`token::verify_cached` answering
 //!   from a warm cache); decoding a key set (done once at configure time);
 //! - policy evaluation with a realistic 50-rule policy (`Policy::evaluate`);
+//! - the whole request path through the engine (`engine::Exchange`, head and
+//!   body, a shared-data store in memory): what pqguard's own code costs per
+//!   request, without the host calls, for `{}` and for a cached ML-DSA-65
+//!   token with a policy;
 //! - the audit trail: appending a decision record (what a request pays),
 //!   and one record plus the timer's checkpoint (ML-DSA-65 signature over
 //!   the chain head: what one timer tick pays when a checkpoint is due).
@@ -19,6 +23,7 @@ use std::time::Duration;
 
 use pqguard_bench::timing::{measure, Plan};
 use pqguard_core::audit::{Chain, CheckpointPolicy, CheckpointSigner, DecisionRecord};
+use pqguard_core::engine::{Action, Effects, Exchange, MemoryStore, RequestStart, Worker};
 use pqguard_core::inspect::mcp::{parse_body, ParseOptions, ProtocolVersion};
 use pqguard_core::policy::{self, Connectivity, Facts};
 use pqguard_core::tls::TlsFacts;
@@ -84,6 +89,93 @@ fn us(ns: f64) -> f64 {
     ns / 1000.0
 }
 
+/// One `tools/call` through the engine as the shim feeds it: head, body
+/// progress, the body. Returns whether it was forwarded.
+fn exchange(
+    worker: &mut Worker,
+    store: &MemoryStore,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+) -> bool {
+    let mut out = Effects::new();
+    let mut ex = Exchange::new();
+    let start = RequestStart {
+        headers: Ok(headers.to_vec()),
+        end_of_stream: false,
+        now_ms: Some(NOW * 1000),
+        ..RequestStart::default()
+    };
+    ex.request_head(worker, store, start, &mut out);
+    if let Action::ReadRequestBody(n) = ex.request_body_progress(worker, body.len(), true, &mut out)
+    {
+        ex.request_body(worker, store, Ok(&body[..n]), &mut out);
+    }
+    ex.forwarded()
+}
+
+/// The request path through the engine, for `{}` and for token + policy.
+fn engine_costs(plan: Plan) -> Result<(), String> {
+    let private = key(Algorithm::MlDsa65, "k1", 7)?;
+    let token = token::mint(&private, &claims()).ok_or("mint failed")?;
+    let full = json!({
+        "auth": {"audience": "https://mcp.example/mcp", "issuers": ["https://issuer.example"],
+                 "algorithms": ["ML-DSA-65"], "jwks": {"keys": [private.public_key().to_jwk()]}},
+        "policy": {"rules": [
+            {"name": "handshake", "effect": "allow", "match": {"methods": ["initialize", "tools/list"]},
+             "when": {"authenticated": true}},
+            {"name": "echo-for-alice", "effect": "allow", "match": {"tools": ["echo"]},
+             "when": {"claims": {"sub": "alice"}}}]}
+    });
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}"#;
+    let mut headers: Vec<(String, Vec<u8>)> = [
+        (":method", "POST"),
+        (":path", "/mcp"),
+        (":authority", "127.0.0.1"),
+        (":scheme", "http"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("content-length", "100"),
+        ("user-agent", "wrk"),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "0f9d7c1e-4a8b-4c55-9d0e-7b1f2a3c4d5e"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+    .collect();
+    for (label, config, logged) in [
+        ("inspect", json!({}), true),
+        ("inspect_quiet", json!({}), false),
+        ("token_policy", full.clone(), true),
+        ("token_policy_quiet", full, false),
+    ] {
+        let store = MemoryStore::new();
+        let mut out = Effects::new();
+        let bytes = config.to_string();
+        let mut worker = Worker::start(
+            bytes.as_bytes(),
+            Some(NOW * 1000),
+            Some([1; 8]),
+            &store,
+            &mut out,
+        )?;
+        worker.set_info_logged(logged);
+        let mut h = headers.clone();
+        if label.starts_with("token") {
+            h.push((
+                "authorization".into(),
+                format!("Bearer {token}").into_bytes(),
+            ));
+        }
+        if !exchange(&mut worker, &store, &h, body) {
+            return Err(format!("engine_{label}: the request was not forwarded"));
+        }
+        let sample = measure(plan, || exchange(&mut worker, &store, &h, body));
+        println!("engine_request_{label},,{:.2}", us(sample.median_ns()));
+    }
+    headers.clear();
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let plan = Plan {
         warmup: Duration::from_millis(150),
@@ -91,6 +183,7 @@ fn run() -> Result<(), String> {
         batches: 7,
     };
     println!("operation,algorithm,median_us");
+    engine_costs(plan)?;
     let opts = options();
     for alg in ALGORITHMS {
         let private = key(alg, "k1", 7)?;

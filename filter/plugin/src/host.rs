@@ -36,6 +36,14 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+/// Whether the host writes info-level lines from this module (its log
+/// level is info or more verbose). Asked at configuration and on every
+/// tick, so a level changed at runtime (Envoy's `/logging`) takes effect
+/// within a tick.
+pub fn info_logged() -> bool {
+    hostcalls::get_log_level().map_or(true, |level| (level as u32) <= (LogLevel::Info as u32))
+}
+
 /// The plugin configuration bytes (empty when none is configured).
 pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, HostError> {
     if size == 0 {

@@ -107,26 +107,21 @@ impl Context for RequestContext {}
 
 impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let (group_key, cipher_key, wants_id) = {
-            let worker = self.vm.worker.borrow();
-            let c = worker.config();
-            (
-                c.tls_group_key.clone(),
-                c.tls_cipher_key.clone(),
-                worker.wants_request_id(),
-            )
-        };
         let mtls = host::mtls();
-        let start = RequestStart {
-            headers: host::request_headers().map_err(|e| e.to_string()),
-            end_of_stream,
-            now_ms: host::now_millis(),
-            tls_version: host::tls_version(),
-            tls_group: host::filter_state(&group_key),
-            tls_cipher: host::filter_state(&cipher_key),
-            mtls,
-            peer_certificate_digest: mtls.then(host::peer_certificate_digest).flatten(),
-            request_id: wants_id.then(host::request_id).flatten(),
+        let start = {
+            let worker = self.vm.worker.borrow();
+            let config = worker.config();
+            RequestStart {
+                headers: host::request_headers().map_err(|e| e.to_string()),
+                end_of_stream,
+                now_ms: host::now_millis(),
+                tls_version: host::tls_version(),
+                tls_group: host::filter_state(&config.tls_group_key),
+                tls_cipher: host::filter_state(&config.tls_cipher_key),
+                mtls,
+                peer_certificate_digest: mtls.then(host::peer_certificate_digest).flatten(),
+                request_id: worker.wants_request_id().then(host::request_id).flatten(),
+            }
         };
         let mut out = Effects::new();
         let action = {
@@ -164,7 +159,7 @@ impl HttpContext for RequestContext {
                 .then(|| host::response_header("content-type"))
                 .flatten(),
             end_of_stream,
-            now_ms: host::now_millis(),
+            now_ms: wants.time.then(host::now_millis).flatten(),
             cluster: wants.cluster.then(host::cluster_name).flatten(),
         };
         let mut out = Effects::new();
@@ -187,6 +182,9 @@ impl HttpContext for RequestContext {
     }
 
     fn on_log(&mut self) {
+        if !self.exchange.finish_wants_time() {
+            return;
+        }
         let mut out = Effects::new();
         self.exchange.finish(
             &mut self.vm.worker.borrow_mut(),

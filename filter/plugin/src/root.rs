@@ -94,7 +94,8 @@ impl RootContext for Root {
             &mut out,
         );
         match started {
-            Ok(worker) => {
+            Ok(mut worker) => {
+                worker.set_info_logged(host::info_logged());
                 let vm = Rc::new(Vm::new(worker));
                 vm.run(out);
                 self.vm = Some(vm);
@@ -121,6 +122,7 @@ impl RootContext for Root {
             return;
         };
         let mut out = Effects::new();
+        vm.worker.borrow_mut().set_info_logged(host::info_logged());
         let calls = vm.worker.borrow_mut().tick(now, &SharedData, &mut out);
         for call in calls {
             let result = host::dispatch(

@@ -141,6 +141,8 @@ pub struct ResponseWants {
     pub content_type: bool,
     /// The upstream cluster name.
     pub cluster: bool,
+    /// The host clock.
+    pub time: bool,
 }
 
 /// Where a request is in its life.
@@ -337,8 +339,7 @@ impl Exchange {
                         return self.refuse(w, out, r);
                     }
                 }
-                let record = self.record();
-                self.forward(w, out, record)
+                self.forward(w, out, Self::record)
             }
             HeadVerdict::Reject(rejection) => self.refuse(w, out, rejection),
             HeadVerdict::InspectBody => {
@@ -450,12 +451,7 @@ impl Exchange {
                 self.answer = Answer::ToolsList(id.to_owned());
             }
         }
-        let record = if w.config().request_log == RequestLog::All {
-            self.record().with_inspected(&inspected)
-        } else {
-            self.record()
-        };
-        self.forward(w, out, record)
+        self.forward(w, out, |me| me.record().with_inspected(&inspected))
     }
 
     // ---- response -----------------------------------------------------
@@ -468,6 +464,8 @@ impl Exchange {
             status: (forwarded && w.config().audit.is_some()) || tools,
             content_type: tools,
             cluster: forwarded && w.config().connectivity.alert_on_latency_spike,
+            time: forwarded
+                && (w.config().audit.is_some() || w.config().connectivity.alert_on_latency_spike),
         }
     }
 
@@ -579,10 +577,12 @@ impl Exchange {
             Ok(p) => p,
             Err(e) => return self.fail_answer(format, &id, body_size, &e.to_string(), out),
         };
+        let logged = w.logs_info();
         let offered: Vec<String> = parsed
             .answer
             .tools()
             .iter()
+            .filter(|_| logged)
             .map(|t| {
                 format!(
                     "{{\"name\":{},\"digest\":\"{}\"}}",
@@ -593,8 +593,9 @@ impl Exchange {
             .collect();
         let invalid = learn_param_headers(store, &parsed, out);
         let removed = self.filter_tools(w, store, &mut parsed, &invalid, out);
-        let kept: Vec<String> = parsed.answer.names().into_iter().map(json_string).collect();
-        out.log(
+        if logged {
+            let kept: Vec<String> = parsed.answer.names().into_iter().map(json_string).collect();
+            out.log(
             Level::Info,
             format!(
                 "{TOOLS_MARKER} {{\"id\":{id},\"tools\":[{}],\"visible\":[{}],\"removed\":{removed}}}",
@@ -602,6 +603,7 @@ impl Exchange {
                 kept.join(",")
             ),
         );
+        }
         self.answer = Answer::PassThrough;
         if removed > 0 {
             // If this replacement fails, `replace_failed` refuses the answer.
@@ -633,6 +635,12 @@ impl Exchange {
         if matches!(self.answer, Answer::Buffering(..)) {
             self.answer = Answer::PassThrough;
         }
+    }
+
+    /// Whether [`Exchange::finish`] has an audit record to write (and so
+    /// needs the time).
+    pub fn finish_wants_time(&self) -> bool {
+        self.audit.is_some()
     }
 
     /// The exchange ends (the host's log callback): a forwarded request
@@ -1020,16 +1028,22 @@ impl Exchange {
         );
     }
 
-    /// Lets the request go on.
-    fn forward(&mut self, w: &mut Worker, out: &mut Effects, record: RequestRecord) -> Action {
+    /// Lets the request go on; `record` builds its `pqguard.request` line,
+    /// only when one is written.
+    fn forward(
+        &mut self,
+        w: &mut Worker,
+        out: &mut Effects,
+        record: impl FnOnce(&Self) -> RequestRecord,
+    ) -> Action {
         out.count("pqguard.allowed", 1);
         if w.config().audit.is_some() && self.audit.is_none() {
             self.audit = Some(self.audit_base());
         }
-        if w.config().request_log == RequestLog::All {
+        if w.config().request_log == RequestLog::All && w.logs_info() {
             out.log(
                 Level::Info,
-                format!("{REQUEST_MARKER} {}", record.to_json()),
+                format!("{REQUEST_MARKER} {}", record(self).to_json()),
             );
         }
         self.phase = Phase::Forwarded;
@@ -1059,7 +1073,7 @@ impl Exchange {
             self.audit = Some(d.with_rejection(&rejection));
             self.write_audit(w, out, None);
         }
-        if w.config().request_log != RequestLog::None {
+        if w.config().request_log != RequestLog::None && w.logs_info() {
             let record = record.with_rejection(&rejection);
             out.log(
                 Level::Info,

@@ -86,7 +86,8 @@ pub struct IdentityUpdate<T> {
 /// one: when the store fails or stays contended, the caller still decides
 /// on what is known (a downgrade is noticed) and learns it was not stored.
 /// The state returned is the one the change produced, so no second read
-/// can race another worker.
+/// can race another worker. A change that changes nothing writes nothing
+/// (one read per request in the common case).
 pub fn update_identity<T>(
     store: &dyn SharedStore,
     key: &str,
@@ -100,7 +101,16 @@ pub fn update_identity<T>(
             .map(IdentityState::decode)
             .unwrap_or_default();
         let out = change(&mut state);
-        match store.set(key, &state.encode(), cas) {
+        let encoded = state.encode();
+        if bytes.as_deref() == Some(encoded.as_slice()) {
+            // Nothing changed: no write, and nothing for other workers to see.
+            return IdentityUpdate {
+                out,
+                state,
+                stored: true,
+            };
+        }
+        match store.set(key, &encoded, cas) {
             Ok(true) => {
                 return IdentityUpdate {
                     out,

@@ -1154,3 +1154,84 @@ fn a_schedule_backs_off_within_its_bounds() {
     assert!(!s.due(299_999));
     assert!(s.due(300_000));
 }
+
+// ---- cost: what is not done ---------------------------------------------
+
+#[test]
+fn without_info_logging_no_request_line_is_built_and_decisions_are_unchanged() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    w.set_info_logged(false);
+    let ok = send(
+        &mut w,
+        &store,
+        &Req::post(r#"{"jsonrpc":"2.0","id":"q-1","method":"tools/list"}"#),
+    );
+    assert!(ok.forwarded);
+    assert!(ok.out.lines_with(REQUEST_MARKER).is_empty());
+    assert_eq!(ok.out.counted("pqguard.allowed"), 1);
+    let refused = send(
+        &mut w,
+        &store,
+        &Req::post(r#"{"jsonrpc":"2.0","id":"q-2","method":"admin/exec"}"#),
+    );
+    assert_eq!(refused.error(), (Some(404), json!(-32601), json!("q-2")));
+    assert!(refused.out.lines_with(REQUEST_MARKER).is_empty());
+    // Warnings still go out.
+    w.set_info_logged(true);
+    let again = send(
+        &mut w,
+        &store,
+        &Req::post(r#"{"jsonrpc":"2.0","id":"q-3","method":"tools/list"}"#),
+    );
+    assert_eq!(again.out.lines_with(REQUEST_MARKER).len(), 1);
+}
+
+/// Counts the writes that reach a memory store.
+struct Counting(MemoryStore, std::cell::Cell<u32>);
+
+impl SharedStore for Counting {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.0.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String> {
+        self.1.set(self.1.get() + 1);
+        self.0.set(key, value, cas)
+    }
+}
+
+#[test]
+fn an_identity_whose_state_does_not_change_costs_no_shared_write() {
+    let p = policy(true);
+    let store = Counting(MemoryStore::new(), std::cell::Cell::new(0));
+    let mut w = worker(p.config.clone(), &store);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    assert!(send(&mut w, &store, &Req::call("w-1", "echo").bearer(&t)).forwarded);
+    assert_eq!(
+        store.1.get(),
+        1,
+        "the first request records the key exchange"
+    );
+    for i in 0..5 {
+        assert!(
+            send(
+                &mut w,
+                &store,
+                &Req::call(&format!("w-{i}"), "echo").bearer(&t)
+            )
+            .forwarded
+        );
+    }
+    assert_eq!(
+        store.1.get(),
+        1,
+        "same identity, same key exchange: nothing to write"
+    );
+    let o = send(
+        &mut w,
+        &store,
+        &Req::call("w-9", "echo").bearer(&t).over(Some(CLASSICAL)),
+    );
+    assert_eq!(o.status(), Some(403));
+    assert_eq!(store.1.get(), 2, "the downgrade flags the identity");
+}

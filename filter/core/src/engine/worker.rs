@@ -162,6 +162,7 @@ pub struct Worker {
     audit: Option<AuditState>,
     jwks: JwksSchedule,
     fast_tick: bool,
+    info_logged: bool,
 }
 
 impl Worker {
@@ -183,6 +184,7 @@ impl Worker {
             audit: None,
             jwks: JwksSchedule::new(),
             fast_tick: false,
+            info_logged: true,
         }
     }
 
@@ -261,15 +263,29 @@ impl Worker {
         self.config.auth.as_ref().and_then(|a| a.remote.as_ref())
     }
 
-    /// The timer period this worker wants (ms), or `None` for no timer.
+    /// The timer period this worker wants (ms). There is always a timer:
+    /// besides checkpoints, shipping and key refreshes, it is where the shim
+    /// tells the worker the host's log level.
     pub fn tick_period_ms(&self) -> Option<u64> {
         if self.fast_tick {
             Some(FAST_TICK_MS)
-        } else if self.remote().is_some() || self.audit.is_some() {
-            Some(TICK_MS)
         } else {
-            None
+            Some(TICK_MS)
         }
+    }
+
+    /// Tells the worker whether the host writes info-level lines (its log
+    /// level is info or more verbose). When it does not, the worker and its
+    /// exchanges do not build them at all (`pqguard.request`, `pqguard.tools`,
+    /// audit lines to the log): the host would drop them anyway. Audit
+    /// records are still chained and shipped to the collector. Default: true.
+    pub fn set_info_logged(&mut self, logged: bool) {
+        self.info_logged = logged;
+    }
+
+    /// Whether info-level lines are built (see [`Worker::set_info_logged`]).
+    pub fn logs_info(&self) -> bool {
+        self.info_logged
     }
 
     /// Replaces the key set (a rotation); cached verifications made with
@@ -329,7 +345,7 @@ impl Worker {
                     dropped += 1;
                 }
             }
-            if settings.log {
+            if settings.log && self.info_logged {
                 out.log(Level::Info, line);
             }
         }

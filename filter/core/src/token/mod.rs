@@ -65,7 +65,8 @@ pub struct VerifiedToken {
     pub kid: Option<String>,
     /// The validated claims.
     pub claims: Claims,
-    /// SHA3-256 of the token text (the cache key; safe to log).
+    /// SHA3-256 of the token text (safe to log; computed once, when the
+    /// signature is checked).
     pub digest: [u8; 32],
 }
 
@@ -141,15 +142,20 @@ pub fn verify_cached(
     cache: &mut TokenCache,
 ) -> Result<CachedVerification, TokenError> {
     check_size(token, opts)?;
-    let digest = token_digest(token);
-    if let Some(hit) = cache.get(&digest, keys.id(), now_unix) {
+    if let Some(hit) = cache.get(token, keys.id(), now_unix) {
         return Ok(CachedVerification {
             token: hit,
             hit: true,
         });
     }
-    let verified = Arc::new(verify_unchecked_size(token, keys, opts, now_unix, digest)?);
-    cache.insert(Arc::clone(&verified), keys.id(), now_unix);
+    let verified = Arc::new(verify_unchecked_size(
+        token,
+        keys,
+        opts,
+        now_unix,
+        token_digest(token),
+    )?);
+    cache.insert(token, Arc::clone(&verified), keys.id(), now_unix);
     Ok(CachedVerification {
         token: verified,
         hit: false,
