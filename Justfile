@@ -93,6 +93,12 @@ bench: setup build _wrk
     @echo
     {{python}} bench/summary.py target/bench
 
+# pqguard's cost side by side with Envoy's native jwt_authn + mcp + RBAC chain, a do-nothing wasm filter and PQ-token baselines, in one Envoy, medians of per-round ratios (bench/README.md). About 4 minutes with the defaults. ARGS: --rounds N --seconds S --before OLD.wasm --open-loop RATE (needs oha: cargo install --locked oha) --startup --json FILE.
+bench-compare *ARGS: setup build _wrk
+    cargo build --release --locked -p pqguard-cli
+    cargo build --release --locked --target wasm32-wasip1 -p pqguard-bench --example passthrough-filter
+    {{python}} bench/compare.py {{ARGS}}
+
 # wrk, the load generator of `just bench` (Debian package).
 _wrk:
     #!/usr/bin/env bash

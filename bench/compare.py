@@ -378,19 +378,26 @@ def main() -> int:
     ap.add_argument("--log-level", default="warn", help="Envoy's log level during the load (default warn)")
     ap.add_argument("--open-loop", type=float, default=0, help="also measure latency at this fixed rate (oha)")
     ap.add_argument("--startup", action="store_true", help="also measure start-to-ready and RSS per module")
+    ap.add_argument("--startup-only", action="store_true", help="only the start-up and memory figures")
     ap.add_argument("--json", type=Path, help="write every figure to this file")
     a = ap.parse_args()
     for f in (a.wasm, a.noop, a.cli):
         if not f.is_file():
             sys.exit(f"{f} not found (just build; just bench-compare builds everything)")
-    bench = Bench(a)
-    result = bench.run()
-    out: dict[str, Any] = {"summary": summarize(result, a.open_loop), **result}
-    if a.startup:
+    out: dict[str, Any] = {}
+    envoy = a.envoy or find_envoy()
+    if not a.startup_only:
+        bench = Bench(a)
+        result = bench.run()
+        out = {"summary": summarize(result, a.open_loop), **result}
+    if a.startup or a.startup_only:
         modules: dict[str, Path | None] = {"none": None, "noop-wasm": a.noop, "pqguard": a.wasm}
         if a.before:
             modules["before"] = a.before
-        out["startup"] = startup(bench.envoy, modules)
+        for variant in a.variant:
+            label, _, path = variant.partition("=")
+            modules[label] = Path(path)
+        out["startup"] = startup(envoy, modules)
     if a.json:
         a.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0
