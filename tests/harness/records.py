@@ -57,6 +57,16 @@ def _complete_lines(log_path: Path, since: int) -> list[str]:
     return data[: end + 1].decode("utf-8", "replace").splitlines()
 
 
+def wait_for_line(log_path: Path, text: str, *, since: int = 0, timeout: float = 10.0) -> str:
+    """The first complete log line after ``since`` that contains ``text`` (waits for it)."""
+    from .processes import wait_until
+
+    def probe() -> str | None:
+        return next((line for line in _complete_lines(log_path, since) if text in line), None)
+
+    return wait_until(probe, timeout=timeout, what=f"a log line with {text!r}")
+
+
 def parse_marked_lines(lines: list[str], marker: str, *, thread_key: str | None = None) -> list[Record]:
     """The JSON objects that follow ``marker``; with ``thread_key``, each also gets the id of
     the Envoy thread that logged it under that key."""

@@ -43,6 +43,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -228,6 +229,7 @@ class RecordingMiddleware:
             "session": headers.get("mcp-session-id"),
             "body_bytes": len(body),
             "param_headers": {k: v for k, v in headers.items() if k.startswith("mcp-param-")},
+            "accept_encoding": headers.get("accept-encoding"),
         }
         entry.update(describe_body(body))
         self.log.add(entry)
@@ -289,7 +291,48 @@ def unframed_event_stream(send: Send) -> Send:
     return wrapped
 
 
-def build_app(host: str) -> ASGIApp:
+class GzipAnswers:
+    """ASGI middleware that gzips every answer of the MCP endpoint (JSON or event stream, buffered
+    whole): when the request accepts gzip (``negotiate``), or always (``always``, a server that
+    ignores ``Accept-Encoding``). Test-only: it stands for servers and proxies that compress."""
+
+    def __init__(self, app: ASGIApp, mode: str) -> None:
+        self.app = app
+        self.mode = mode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != MCP_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        accepts = "gzip" in headers.get("accept-encoding", "").lower()
+        if self.mode == "negotiate" and not accepts:
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def compressing(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = gzip.compress(b"".join(chunks))
+            kept = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length", b"content-encoding")]
+            kept += [(b"content-encoding", b"gzip"), (b"content-length", str(len(body)).encode())]
+            await send({**start, "headers": kept})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+
+        await self.app(scope, receive, compressing)
+
+
+def build_app(host: str, gzip_mode: str | None = None) -> ASGIApp:
     # The server sits behind Envoy: requests arrive with the Host header the
     # client used (a loopback address and some port). Keep DNS-rebinding
     # protection on, for loopback names only.
@@ -299,6 +342,8 @@ def build_app(host: str) -> ASGIApp:
         allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "https://127.0.0.1:*", "https://localhost:*"],
     )
     app = server.streamable_http_app(streamable_http_path=MCP_PATH, transport_security=security, host=host)
+    if gzip_mode:
+        app = GzipAnswers(app, gzip_mode)
     return RecordingMiddleware(app, ReceivedLog())
 
 
@@ -316,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=os.environ.get("MCP_SERVER_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("MCP_SERVER_PORT", "8000")))
     parser.add_argument("--routing-tool", action="store_true", help="also offer query_region (x-mcp-header)")
+    parser.add_argument("--gzip", choices=["negotiate", "always"],
+                        help="gzip every answer when the request accepts it, or always")
     args = parser.parse_args(argv)
     if args.routing_tool:
         server.tool()(query_region)
@@ -325,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         misannotated.parameters["properties"]["limit"]["type"] = "number"
 
     print(f"mcp-server.start {json.dumps({'host': args.host, 'port': args.port, 'path': MCP_PATH})}", flush=True)
-    uvicorn.run(build_app(args.host), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(build_app(args.host, args.gzip), host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

@@ -80,7 +80,7 @@ pub fn inspect(a: &InspectArgs) -> Result<ExitCode, String> {
         exchange.finish(&mut worker, Some(now_ms), &mut out);
     }
     let (outcome, reply) = match &action {
-        Action::Continue => ("forwarded", None),
+        Action::Continue | Action::ContinueWithRequestHeader(..) => ("forwarded", None),
         Action::Reply(r) if exchange.refused() && r.status < 400 => ("served", Some(r)),
         Action::Reply(r) => ("refused", Some(r)),
         other => return Err(format!("the engine stopped at {other:?}")),

@@ -121,6 +121,16 @@ pub fn response_header(name: &str) -> Option<String> {
     }
 }
 
+/// Sets a request header, replacing any value (while the request is held).
+pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(|status| {
+        HostError {
+            call: "set request header",
+            status,
+        }
+    })
+}
+
 /// Removes a response header (before the body is rewritten).
 pub fn remove_response_header(name: &str) -> Result<(), HostError> {
     hostcalls::remove_map_value(MapType::HttpResponseHeaders, name).map_err(|status| HostError {

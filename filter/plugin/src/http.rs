@@ -79,8 +79,17 @@ impl RequestContext {
                 }
                 Action::Pause
             }
-            EngineAction::DropContentLength => {
-                if let Err(e) = host::remove_response_header("content-length") {
+            EngineAction::DropResponseHeaders(names) => {
+                for name in names {
+                    if let Err(e) = host::remove_response_header(name) {
+                        host::log(LogLevel::Error, &format!("pqguard: {e}"));
+                    }
+                }
+                Action::Continue
+            }
+            EngineAction::ContinueWithRequestHeader(name, value) => {
+                // Should this fail, a compressed answer is refused on arrival.
+                if let Err(e) = host::set_request_header(name, value) {
                     host::log(LogLevel::Error, &format!("pqguard: {e}"));
                 }
                 Action::Continue
@@ -157,6 +166,10 @@ impl HttpContext for RequestContext {
             content_type: wants
                 .content_type
                 .then(|| host::response_header("content-type"))
+                .flatten(),
+            content_encoding: wants
+                .content_type
+                .then(|| host::response_header("content-encoding"))
                 .flatten(),
             end_of_stream,
             now_ms: wants.time.then(host::now_millis).flatten(),

@@ -9,7 +9,7 @@
 //!                                                                  │ shim reads n bytes
 //!                                                                  ▼
 //!                                     request_body(bytes) ──▶ Reply | Continue
-//! response head ──▶ Continue | DropContentLength
+//! response head ──▶ Continue | DropResponseHeaders
 //! response body ──▶ Continue | Pause | ReadResponseBody(n) ──▶ response_body(bytes)
 //!                                                              ──▶ Continue | ReplaceResponseBody
 //! log (end) ──▶ the audit record of a forwarded request whose answer never started
@@ -58,9 +58,13 @@ pub enum Action {
     /// Send this local reply; nothing reaches the upstream (the host then
     /// holds the request).
     Reply(LocalReply),
-    /// Remove the response's `content-length` (the answer may be
-    /// rewritten), then continue.
-    DropContentLength,
+    /// Set this request header (replacing any value), then let the request
+    /// go on: `accept-encoding: identity` on requests whose answer pqguard
+    /// must read.
+    ContinueWithRequestHeader(&'static str, &'static str),
+    /// Remove these response headers (the answer may be rewritten, or
+    /// replaced by an error), then continue.
+    DropResponseHeaders(&'static [&'static str]),
     /// Read the first `n` bytes of the buffered response body and hand them
     /// to [`Exchange::response_body`].
     ReadResponseBody(usize),
@@ -124,6 +128,8 @@ pub struct ResponseStart {
     pub status: Option<String>,
     /// `content-type`.
     pub content_type: Option<String>,
+    /// `content-encoding` (read with `content-type`).
+    pub content_encoding: Option<String>,
     /// Whether the head ends the response.
     pub end_of_stream: bool,
     /// The host clock, ms since the Unix epoch.
@@ -137,7 +143,7 @@ pub struct ResponseStart {
 pub struct ResponseWants {
     /// `:status`.
     pub status: bool,
-    /// `content-type`.
+    /// `content-type` and `content-encoding`.
     pub content_type: bool,
     /// The upstream cluster name.
     pub cluster: bool,
@@ -167,6 +173,10 @@ enum Answer {
     ToolsList(String),
     /// Reading the `tools/list` answer: its format and the id.
     Buffering(ResponseFormat, String),
+    /// The answer came compressed although identity was asked for: it is
+    /// dropped as it arrives and replaced by an error at its end (format,
+    /// raw id, why).
+    Encoded(ResponseFormat, String, String),
     /// The answer was refused: drop whatever else the upstream sends.
     Discard,
 }
@@ -451,7 +461,13 @@ impl Exchange {
                 self.answer = Answer::ToolsList(id.to_owned());
             }
         }
-        self.forward(w, out, |me| me.record().with_inspected(&inspected))
+        let action = self.forward(w, out, |me| me.record().with_inspected(&inspected));
+        if matches!(self.answer, Answer::ToolsList(_)) {
+            // The answer will be read: ask for it uncompressed (clients such as
+            // httpx send `accept-encoding: gzip` by default).
+            return Action::ContinueWithRequestHeader("accept-encoding", "identity");
+        }
+        action
     }
 
     // ---- response -----------------------------------------------------
@@ -506,11 +522,26 @@ impl Exchange {
             .content_type
             .as_deref()
             .and_then(ResponseFormat::of_content_type);
-        match (start.status.as_deref(), format) {
-            (Some("200"), Some(format)) if !start.end_of_stream => {
+        let encoding = start
+            .content_encoding
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+        match (start.status.as_deref(), format, encoding) {
+            (Some("200"), Some(format), Some(encoding)) if !start.end_of_stream => {
+                // pqguard asked for identity; decompressing would cost code and
+                // memory on every worker, so a server that compresses anyway
+                // gets its answer refused (fail closed), with a clear reason.
+                let why = format!(
+                    "the server compressed it (content-encoding {encoding}) although pqguard asked for identity"
+                );
+                self.answer = Answer::Encoded(format, id.clone(), why);
+                Action::DropResponseHeaders(&["content-length", "content-encoding"])
+            }
+            (Some("200"), Some(format), None) if !start.end_of_stream => {
                 // The answer may be rewritten, so its length is not known yet.
                 self.answer = Answer::Buffering(format, id.clone());
-                Action::DropContentLength
+                Action::DropResponseHeaders(&["content-length"])
             }
             _ => {
                 self.answer = Answer::PassThrough;
@@ -549,6 +580,14 @@ impl Exchange {
                     Action::Pause
                 }
             }
+            Answer::Encoded(format, id, why) if end_of_stream => {
+                let (format, id, why) = (*format, id.clone(), why.clone());
+                self.fail_answer(format, &id, body_size, &why, out)
+            }
+            Answer::Encoded(..) => Action::ReplaceResponseBody {
+                size: body_size,
+                body: Vec::new(),
+            },
             Answer::PassThrough | Answer::ToolsList(_) => Action::Continue,
         }
     }

@@ -188,6 +188,7 @@ fn send(w: &mut Worker, store: &dyn SharedStore, req: &Req) -> Outcome {
             false,
         ),
         Action::Continue => (None, true),
+        Action::ContinueWithRequestHeader("accept-encoding", "identity") => (None, true),
         other => panic!("unexpected final action {other:?}"),
     };
     assert_eq!(forwarded, ex.forwarded());
@@ -206,6 +207,7 @@ fn answer(w: &mut Worker, store: &dyn SharedStore, o: &mut Outcome, body: &str) 
     let start = ResponseStart {
         status: Some("200".into()),
         content_type: Some("application/json".into()),
+        content_encoding: None,
         end_of_stream: false,
         now_ms: Some(NOW_MS + 5),
         cluster: None,
@@ -214,7 +216,7 @@ fn answer(w: &mut Worker, store: &dyn SharedStore, o: &mut Outcome, body: &str) 
     if action == Action::Continue {
         return None;
     }
-    assert_eq!(action, Action::DropContentLength);
+    assert_eq!(action, Action::DropResponseHeaders(&["content-length"]));
     let n = body.len();
     assert_eq!(
         o.exchange
@@ -1234,4 +1236,87 @@ fn an_identity_whose_state_does_not_change_costs_no_shared_write() {
     );
     assert_eq!(o.status(), Some(403));
     assert_eq!(store.1.get(), 2, "the downgrade flags the identity");
+}
+
+// ---- compressed answers ----------------------------------------------------
+
+#[test]
+fn a_tools_list_request_asks_for_an_uncompressed_answer_and_other_requests_do_not() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let mut ex = Exchange::new();
+    let mut out = Effects::new();
+    let req = Req::post(r#"{"jsonrpc":"2.0","id":"z-1","method":"tools/list"}"#)
+        .header("accept-encoding", "gzip");
+    ex.request_head(&mut w, &store, req.start(), &mut out);
+    let body = req.body.unwrap();
+    ex.request_body_progress(&mut w, body.len(), true, &mut out);
+    assert_eq!(
+        ex.request_body(&mut w, &store, Ok(&body), &mut out),
+        Action::ContinueWithRequestHeader("accept-encoding", "identity")
+    );
+    let mut call = Exchange::new();
+    let req = Req::call("z-2", "echo").header("accept-encoding", "gzip");
+    call.request_head(&mut w, &store, req.start(), &mut out);
+    let body = req.body.unwrap();
+    call.request_body_progress(&mut w, body.len(), true, &mut out);
+    assert_eq!(
+        call.request_body(&mut w, &store, Ok(&body), &mut out),
+        Action::Continue
+    );
+}
+
+#[test]
+fn a_tools_list_answer_compressed_anyway_is_refused_without_being_buffered() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let mut o = send(
+        &mut w,
+        &store,
+        &Req::post(r#"{"jsonrpc":"2.0","id":"z-3","method":"tools/list"}"#),
+    );
+    let start = ResponseStart {
+        status: Some("200".into()),
+        content_type: Some("application/json".into()),
+        content_encoding: Some("gzip".into()),
+        ..ResponseStart::default()
+    };
+    assert_eq!(
+        o.exchange.response_head(&mut w, start, &mut o.out),
+        Action::DropResponseHeaders(&["content-length", "content-encoding"])
+    );
+    // Compressed bytes are dropped as they come, never buffered.
+    assert_eq!(
+        o.exchange
+            .response_body_progress(&w, 100, false, &mut o.out),
+        Action::ReplaceResponseBody {
+            size: 100,
+            body: Vec::new()
+        }
+    );
+    let Action::ReplaceResponseBody { body, .. } =
+        o.exchange.response_body_progress(&w, 40, true, &mut o.out)
+    else {
+        panic!("not replaced")
+    };
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!("z-3"), json!(-32603))
+    );
+    assert!(
+        o.out
+            .logs
+            .iter()
+            .any(|(_, l)| l.contains("content-encoding gzip")),
+        "{:?}",
+        o.out.logs
+    );
+    // An identity answer is read as before.
+    let mut plain = send(
+        &mut w,
+        &store,
+        &Req::post(r#"{"jsonrpc":"2.0","id":"l-1","method":"tools/list"}"#),
+    );
+    assert_eq!(answer(&mut w, &store, &mut plain, TOOLS), None);
 }
