@@ -137,6 +137,7 @@
 //! | a record inserted, or copied from another chain (spliced) | yes: its `chain`, `seq` and `prev` conflict with the chain it lands in, and editing them changes its digest |
 //! | a checkpoint forged or edited | yes: the signature does not verify |
 //! | a checkpoint re-signed with another key | yes: the signature does not verify under the JWKS key of that `kid`, the `kid` is not in the JWKS, or it is not the `kid` the genesis names (so even another trusted key, for example a retired one, cannot re-sign this chain) |
+//! | a record or checkpoint line repeated | yes: a repeated record breaks the sequence; a repeated checkpoint covers a position already signed, which the writer never does (`repeated_checkpoint`) |
 //! | a checkpoint deleted | nothing is hidden by it: a later checkpoint still covers every earlier record through the chain. Deleting a chain's last checkpoints turns the records they covered into unverified ones, reported as such, with the tail flagged as due a checkpoint when it is as long as the policy allows (`--max-unverified` fails on it) |
 //! | the log truncated | not from the log alone: every prefix of a chain is a valid chain, and a cut after the last checkpoint removes unverified records only. A cut is detected against an anchor (`--anchor CHAIN:SEQ:HEAD`, printed by an earlier verification, or taken from the collector's copy): the log must still reach that record, with that digest |
 //! | a whole chain deleted | only against an anchor for it |

@@ -90,6 +90,13 @@ pub enum Problem {
         /// The chain's last `seq` at that point.
         chain_seq: Option<u64>,
     },
+    /// A second checkpoint over the same chain position: the writer signs
+    /// a checkpoint only over new records, so a repeated one was copied
+    /// (a log is evidence as written: every repeated line is reported).
+    RepeatedCheckpoint {
+        /// The `seq` both checkpoints cover.
+        seq: u64,
+    },
     /// The record at an anchor's `seq` has another digest.
     AnchorMismatch {
         /// The anchor's `seq`.
@@ -120,6 +127,7 @@ impl Problem {
             Self::UnknownKey(_) => "unknown_key",
             Self::BadSignature => "bad_signature",
             Self::CheckpointMismatch { .. } => "checkpoint_mismatch",
+            Self::RepeatedCheckpoint { .. } => "repeated_checkpoint",
             Self::AnchorMismatch { .. } => "anchor_mismatch",
             Self::AnchorNotReached { .. } => "anchor_not_reached",
         }
@@ -167,6 +175,10 @@ impl fmt::Display for Problem {
             ),
             Self::BadSignature => f.write_str(
                 "checkpoint signature does not verify (forged, edited, or signed with another key)",
+            ),
+            Self::RepeatedCheckpoint { seq } => write!(
+                f,
+                "a second checkpoint over seq {seq}: the filter never signs the same position twice, so this line was repeated"
             ),
             Self::CheckpointMismatch { seq, chain_seq } => match chain_seq {
                 Some(c) if c == seq => write!(
@@ -505,6 +517,9 @@ impl ChainState {
                 seq: c.seq,
                 chain_seq,
             });
+        }
+        if self.summary.verified_through == Some(c.seq) {
+            return Err(Problem::RepeatedCheckpoint { seq: c.seq });
         }
         self.summary.verified_through = Some(c.seq);
         self.summary.verified_head = Some(c.head);
