@@ -69,7 +69,37 @@ test-interop:
     PQGUARD_CLI=target/debug/pqguard {{python}} -m pytest -c tests/pytest.ini tests/interop tests/audit
 
 # Everything CI runs.
-test: setup lint test-unit test-wasm test-interop test-e2e test-ship
+test: setup lint test-unit test-wasm test-interop test-e2e test-ship fuzz-smoke
+
+# The fuzzing toolchain: a nightly Rust for the fuzz package only, and cargo-fuzz (idempotent).
+_fuzz-setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    cargo fuzz --version 2>/dev/null | grep -q '0.13.2' || cargo install --quiet --locked cargo-fuzz --version 0.13.2
+
+# Fuzz one target for SECONDS (targets: json_scan mcp_body engine_request tools_list jws jwks config audit_line). New inputs go to fuzz/work/TARGET (not committed); a crash is left in fuzz/artifacts/TARGET and fails the run. See fuzz/README.md.
+fuzz TARGET SECONDS="60": _fuzz-setup
+    mkdir -p fuzz/work/{{TARGET}}
+    cd fuzz && cargo +nightly fuzz run -O {{TARGET}} work/{{TARGET}} corpus/{{TARGET}} -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 -print_final_stats=1
+
+# Every fuzz target briefly (the committed seeds, regressions included, then 10 s of new inputs each); fails on any crash.
+fuzz-smoke SECONDS="10": _fuzz-setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd fuzz
+    cargo +nightly fuzz build -O
+    for target in $(cargo +nightly fuzz list); do
+        work=$(mktemp -d)
+        echo "== fuzz $target ({{SECONDS}} s)"
+        if ! cargo +nightly fuzz run -O "$target" "$work" "corpus/$target" -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 > "$work.log" 2>&1; then
+            tail -n 80 "$work.log"
+            echo "fuzz target $target failed (the crashing input is in fuzz/artifacts/$target)"
+            exit 1
+        fi
+        grep -E '^Done' "$work.log"
+        rm -rf "$work" "$work.log"
+    done
 
 # Benchmarks, figures only (no pass/fail): body inspection natively and as wasm in V8, then Envoy requests/s with and without pqguard. About 3 minutes; see bench/README.md.
 bench: setup build _wrk

@@ -200,6 +200,9 @@ pub struct Exchange {
     /// A refusal decided on the head (token, downgrade) that waits for the
     /// body so the JSON-RPC error can echo the request id.
     pending: Option<Rejection>,
+    /// A request that carries no MCP message (GET stream, DELETE, OPTIONS)
+    /// but announced a body: held until the body shows it is empty.
+    bodyless: bool,
     /// The audit record of this request, written once its outcome is known
     /// (refusals at once; forwarded requests when the answer starts).
     audit: Option<audit::DecisionRecord>,
@@ -236,6 +239,7 @@ impl Exchange {
             now_ms: 0,
             request_id: None,
             pending: None,
+            bodyless: false,
             audit: None,
         }
     }
@@ -349,6 +353,13 @@ impl Exchange {
                         return self.refuse(w, out, r);
                     }
                 }
+                if self.head.has_body {
+                    // These methods carry no MCP message: a body would reach
+                    // the server uninspected. Hold it; only an empty one passes.
+                    self.bodyless = true;
+                    self.phase = Phase::Buffering;
+                    return Action::Pause;
+                }
                 self.forward(w, out, Self::record)
             }
             HeadVerdict::Reject(rejection) => self.refuse(w, out, rejection),
@@ -422,6 +433,20 @@ impl Exchange {
                 return self.refuse(w, out, r);
             }
         };
+        if self.bodyless {
+            if body.is_empty() {
+                return self.forward(w, out, Self::record);
+            }
+            let r = Rejection::new(
+                Reason::InvalidRequest,
+                format!(
+                    "HTTP {} with a body of {} bytes (it would reach the server uninspected)",
+                    self.head.http_method,
+                    body.len()
+                ),
+            );
+            return self.refuse(w, out, r);
+        }
         let parsed = head::parse_body(w.config(), &self.head, body);
         if let Some(settings) = &w.config().audit {
             let mut d = self.audit_base().with_body(body);

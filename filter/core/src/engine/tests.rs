@@ -469,6 +469,76 @@ fn headers_the_host_cannot_list_are_refused() {
 }
 
 #[test]
+fn a_get_with_a_body_is_refused_and_an_empty_one_forwarded() {
+    // Found by the engine_request fuzz target: a GET (no MCP message, so no
+    // inspection) with a body was forwarded, body and all.
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    for (method, version) in [
+        ("GET", "2025-11-25"),
+        ("DELETE", "2025-06-18"),
+        ("OPTIONS", "2026-07-28"),
+    ] {
+        let req = Req {
+            method,
+            body: Some(br#"{"jsonrpc":"2.0","id":"g","method":"tools/call","params":{"name":"run_python"}}"#.to_vec()),
+            ..Req::get("/mcp").header("mcp-protocol-version", version)
+        };
+        let o = send(&mut w, &store, &req);
+        assert_eq!(
+            o.error(),
+            (Some(400), json!(-32600), Value::Null),
+            "{method}"
+        );
+        assert!(
+            o.record()["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("with a body"),
+            "{method}"
+        );
+        // Announced, but empty (an HTTP/2 client that ends the stream with an empty DATA frame).
+        let mut ex = Exchange::new();
+        let mut out = Effects::new();
+        let start = RequestStart {
+            end_of_stream: false,
+            ..Req::get("/mcp")
+                .header("mcp-protocol-version", version)
+                .start()
+        };
+        let start = RequestStart {
+            headers: Ok(start
+                .headers
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == ":method" {
+                        (k, method.as_bytes().to_vec())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect()),
+            ..start
+        };
+        assert_eq!(
+            ex.request_head(&mut w, &store, start, &mut out),
+            Action::Pause,
+            "{method}"
+        );
+        assert_eq!(
+            ex.request_body_progress(&mut w, 0, true, &mut out),
+            Action::ReadRequestBody(0)
+        );
+        assert_eq!(
+            ex.request_body(&mut w, &store, Ok(b""), &mut out),
+            Action::Continue,
+            "{method}"
+        );
+    }
+}
+
+#[test]
 fn get_streams_before_2026_are_forwarded_and_do_not_exist_after() {
     let store = MemoryStore::new();
     let mut w = worker(json!({}), &store);

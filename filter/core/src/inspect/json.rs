@@ -71,7 +71,8 @@ pub enum JsonError {
         /// Offset of the character.
         offset: usize,
     },
-    /// A number that does not follow the JSON grammar.
+    /// A number that does not follow the JSON grammar, or whose value is
+    /// beyond the range of a 64-bit float.
     InvalidNumber {
         /// Offset where the number starts.
         offset: usize,
@@ -576,6 +577,7 @@ impl<'a> Scanner<'a> {
             _ => return Err(bad),
         }
         let mut integer = true;
+        let mut exponent = false;
         if self.peek() == Some(b'.') {
             self.pos += 1;
             integer = false;
@@ -586,10 +588,21 @@ impl<'a> Scanner<'a> {
         if let Some(b'e' | b'E') = self.peek() {
             self.pos += 1;
             integer = false;
+            exponent = true;
             if let Some(b'+' | b'-') = self.peek() {
                 self.pos += 1;
             }
             if self.digits() == 0 {
+                return Err(bad);
+            }
+        }
+        // A value beyond a 64-bit float (`1e999`, or more than 308 digits) is
+        // read as infinity by some parsers and refused by others (serde_json):
+        // refuse it, so no two readers of this body disagree. Only such
+        // numbers can overflow, so only they are converted.
+        if exponent || self.pos - start > 309 {
+            let text = std::str::from_utf8(&self.b[start..self.pos]).map_err(|_| bad.clone())?;
+            if !text.parse::<f64>().is_ok_and(f64::is_finite) {
                 return Err(bad);
             }
         }
@@ -738,6 +751,46 @@ mod tests {
         body.truncate(body.len() - 8);
         body.push_str("\"k100\":0}");
         ok(&body);
+    }
+
+    #[test]
+    fn refuses_numbers_beyond_a_64_bit_float_as_serde_json_does() {
+        // Found by the json_scan fuzz target (fuzz/README.md): the scanner
+        // accepted a number serde_json refuses.
+        let long = "7".repeat(400);
+        for n in [
+            "1e999",
+            "-1e309",
+            "777777777777777777777777e777777777",
+            long.as_str(),
+        ] {
+            let body = format!("{{\"a\":{n}}}");
+            assert!(
+                matches!(
+                    scan(body.as_bytes(), ScanLimits::default()),
+                    Err(JsonError::InvalidNumber { .. })
+                ),
+                "{n}"
+            );
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&body).is_err(),
+                "{n}"
+            );
+        }
+        for n in [
+            "1e308",
+            "-1.7976931348623157e308",
+            "1e-999",
+            "0.5E+3",
+            "12345678901234567890123",
+        ] {
+            let body = format!("{{\"a\":{n}}}");
+            assert!(scan(body.as_bytes(), ScanLimits::default()).is_ok(), "{n}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&body).is_ok(),
+                "{n}"
+            );
+        }
     }
 
     #[test]
