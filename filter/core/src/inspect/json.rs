@@ -600,7 +600,7 @@ impl<'a> Scanner<'a> {
         // read as infinity by some parsers and refused by others (serde_json):
         // refuse it, so no two readers of this body disagree. Only such
         // numbers can overflow, so only they are converted.
-        if exponent || self.pos - start > 309 {
+        if exponent || self.pos - start > 308 {
             let text = std::str::from_utf8(&self.b[start..self.pos]).map_err(|_| bad.clone())?;
             if !text.parse::<f64>().is_ok_and(f64::is_finite) {
                 return Err(bad);
