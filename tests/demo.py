@@ -1,6 +1,9 @@
-"""pqguard demo: one MCP session from a post-quantum client and one from a classical client.
+"""pqguard demo: what the filter is for, in two acts.
 
-    .venv/bin/python tests/demo.py [--wasm dist/pqguard.wasm]
+    .venv/bin/python tests/demo.py [--wasm dist/pqguard.wasm] [--json]
+
+Act 1, the crypto of each hop: one MCP session from a post-quantum and one from a classical client.
+Act 2, policy: tokens, a cipher-aware rule, refusals, a downgrade alert, and the audit trail.
 
 Starts the test topology (MCP server, server-side Envoy, edge Envoy with
 pqguard, client Envoy), runs a short MCP session with the official MCP Python
@@ -11,6 +14,15 @@ prints for each client:
   read from Envoy's own TLS statistics (``ssl.curves.*``);
 * what pqguard saw for every request (its ``pqguard.request`` log records).
 
+Act 2 starts a second edge whose pqguard has an ML-DSA-65 token key minted by the CLI, a policy in
+which ``run_python`` needs a hybrid post-quantum key exchange *and* an ML-DSA-65 token, downgrades
+observed (alerted, not blocked), and an audit trail. The same token (alice) is used by both clients:
+the post-quantum client lists and calls ``run_python``; the classical client does not see it in
+``tools/list`` and gets 403 when it calls it anyway, and its first request is a downgrade for alice,
+alerted; a forged token and an expired one (signed by an independent ML-DSA implementation,
+dilithium-py) get 401. At the end the audit log is verified with ``pqguard audit verify`` and the
+crypto inventory printed. ``--json`` prints one JSON document instead (the e2e test checks it).
+
 Everything is stopped at the end. The exit status is non-zero if any step
 fails or anything differs from what is expected.
 """
@@ -18,14 +30,20 @@ fails or anything differs from what is expected.
 from __future__ import annotations
 
 import argparse
+import json
+import time
+import subprocess
 import sys
+import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import Topology, wait_for_records, wasm_path
+from harness import Topology, wait_for_records, wait_until, wasm_path
+from harness.calls import McpCaller
 from harness.mcp_session import SessionSummary, run_scripted_session
+from harness.tokens import Issuer, pqguard_cli, sign_with_dilithium_py
 
 PQ = "X25519MLKEM768"
 CLASSICAL = "X25519"
@@ -137,14 +155,120 @@ def report(topology: Topology, run: ClientRun) -> None:
     print("   result: " + ("OK" if not run.problems else "FAILED\n     - " + "\n     - ".join(run.problems)))
 
 
+ISS, AUD = "https://issuer.demo", "https://mcp.demo/mcp"
+POLICY = {
+    "rules": [
+        {"name": "python-needs-pq", "effect": "require", "match": {"tools": ["run_python"]},
+         "when": {"min_kex": "hybrid-pq", "token_algs": ["ML-DSA-65"]}},
+        {"name": "authenticated", "effect": "allow", "match": {}, "when": {"authenticated": True}},
+    ],
+}
+# What each step must come to: (status, tools seen or None, reason code or None).
+EXPECTED = {
+    "pq: tools/list": (200, ["echo", "read_record", "run_python"], None),
+    "pq: run_python": (200, None, None),
+    "classical: tools/list": (200, ["echo", "read_record"], None),
+    "classical: run_python": (403, None, "requirement_not_met"),
+    "pq: forged token": (401, None, "bad_signature"),
+    "pq: expired token": (401, None, "expired"),
+}
+
+
+def policy_act(wasm: Path, work: Path) -> dict[str, Any]:
+    """Act 2: tokens, policy, refusals, a downgrade alert, the audit trail. Returns what happened."""
+    issuer = Issuer(work, ISS, AUD)
+    token_key = issuer.keygen("ML-DSA-65", "demo-token-key")
+    audit_key = issuer.keygen("ML-DSA-65", "demo-audit-key")
+    (work / "audit-jwks.json").write_text(json.dumps(issuer.jwks(audit_key)))
+    config = {
+        "auth": {"audience": AUD, "issuers": [ISS], "jwks": issuer.jwks(token_key)},
+        "p2p_connectivity": {"threat_detection": {"block_downgrade_attempts": False}},
+        "policy": POLICY,
+        "audit": {"signing_key": audit_key.private_jwk,
+                  "checkpoint_every": 4, "checkpoint_seconds": 1},
+    }
+    alice = issuer.mint(token_key, sub="alice", ttl=600)
+    forged = alice[:-8] + ("AAAAAAAA" if not alice.endswith("AAAAAAAA") else "BBBBBBBB")
+    expired = sign_with_dilithium_py(token_key, {"alg": "ML-DSA-65", "kid": "demo-token-key", "typ": "JWT"},
+                                     issuer.claims(sub="alice", ttl=-120))
+    steps: list[dict[str, Any]] = []
+    topology = Topology(with_filter=True, wasm=wasm, plugin_config=config)
+    with topology:
+        since = topology.edge_log_mark()
+        for label, url, method, params, token in [
+            ("pq: tools/list", topology.pq_url, "tools/list", {}, alice),
+            ("pq: run_python", topology.pq_url, "tools/call", {"name": "run_python", "arguments": {"code": "print(6*7)"}}, alice),
+            ("classical: tools/list", topology.classical_url, "tools/list", {}, alice),
+            ("classical: run_python", topology.classical_url, "tools/call",
+             {"name": "run_python", "arguments": {"code": "print(6*7)"}}, alice),
+            ("pq: forged token", topology.pq_url, "tools/call", {"name": "echo", "arguments": {"text": "hi"}}, forged),
+            ("pq: expired token", topology.pq_url, "tools/call", {"name": "echo", "arguments": {"text": "hi"}}, expired),
+        ]:
+            with McpCaller(url) as caller:
+                call = caller.call(method, params, token=token, prefix="demo")
+            answer = call.answer or {}
+            record = next((r for r in wait_for_records(topology.edge_log, lambda rs, i=call.rpc_id: any(
+                r.get("id") == i for r in rs), since=since, what=f"the record of {label}") if r.get("id") == call.rpc_id), {})
+            tools = [t["name"] for t in answer.get("result", {}).get("tools", [])] if method == "tools/list" else None
+            steps.append({"step": label, "group": record.get("tls_group"), "token_alg": record.get("token_alg"),
+                          "status": call.status, "tools": tools, "reason": record.get("reason_code"),
+                          "detail": record.get("detail")})
+        alerts = wait_until(lambda: [a for a in topology.pqguard_alert_records(since) if a.get("kind") == "downgrade"] or None,
+                            timeout=10, what="the downgrade alert")
+        # The timer signs a checkpoint over the last records within a second.
+        time.sleep(1.5)
+    cli = str(pqguard_cli())
+    verify = subprocess.run([cli, "audit", "verify", "--jwks", str(work / "audit-jwks.json"), str(topology.edge_log)],
+                            capture_output=True, text=True)
+    report = subprocess.run([cli, "audit", "report", str(topology.edge_log)], capture_output=True, text=True)
+    problems = []
+    for step in steps:
+        status, tools, reason = EXPECTED[step["step"]]
+        if step["status"] != status or (tools is not None and step["tools"] != tools) or \
+                (reason is not None and step["reason"] != reason):
+            problems.append(f"{step['step']}: got {step['status']} {step['tools'] or ''} {step['reason'] or ''}")
+    if verify.returncode != 0:
+        problems.append(f"audit verify failed: {verify.stdout}{verify.stderr}")
+    return {"steps": steps, "alerts": [{"kind": a.get("kind"), "identity": a.get("identity"), "detail": a.get("detail"),
+                                        "tls_group": a.get("tls_group")} for a in alerts],
+            "audit_verify": {"exit": verify.returncode, "output": verify.stdout.strip()},
+            "inventory": report.stdout.strip(), "problems": problems}
+
+
+def print_policy_act(act: dict[str, Any]) -> None:
+    print("\n== Act 2: policy (run_python needs a hybrid post-quantum key exchange and an ML-DSA-65 token)")
+    print(f"   {'client: request':<24}{'key exchange':<16}{'token':<11}{'answer':<8}why")
+    for s in act["steps"]:
+        refused = s["detail"] if str(s["detail"]).startswith(str(s["reason"])) else f"{s['reason']}: {s['detail']}"
+        why = {200: "allowed" + (f"; tools listed: {', '.join(s['tools'])}" if s["tools"] else "")}.get(
+            s["status"], refused)
+        print(f"   {s['step']:<24}{s['group'] or '-':<16}{s['token_alg'] or '-':<11}{s['status']:<8}{why}")
+    for a in act["alerts"]:
+        print(f"   ALERT {a['kind']}: {a['identity']} over {a['tls_group']}: {a['detail']}")
+    print("   audit trail (pqguard audit verify):")
+    for line in act["audit_verify"]["output"].splitlines():
+        print(f"     {line}")
+    print("   crypto inventory (pqguard audit report):")
+    for line in act["inventory"].splitlines():
+        print(f"     {line}")
+    print("   result: " + ("OK" if not act["problems"] else "FAILED\n     - " + "\n     - ".join(act["problems"])))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wasm", type=Path, default=None, help="pqguard module (default: $PQGUARD_WASM or dist/pqguard.wasm)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document (act 2 only) instead of the report")
     args = parser.parse_args(argv)
     wasm = (args.wasm or wasm_path()).resolve()
     if not wasm.is_file():
         print(f"pqguard module not found at {wasm}: build it first (or pass --wasm)", file=sys.stderr)
         return 2
+
+    if args.json:
+        with tempfile.TemporaryDirectory(prefix="pqguard-demo-") as work:
+            act = policy_act(wasm, Path(work))
+        print(json.dumps(act, indent=2))
+        return 1 if act["problems"] else 0
 
     topology = Topology(with_filter=True, wasm=wasm)
     runs: list[ClientRun] = []
@@ -176,11 +300,21 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + topology.dump_logs(lines=30))
         print("\nDEMO FAILED", file=sys.stderr)
         return 1
+    try:
+        with tempfile.TemporaryDirectory(prefix="pqguard-demo-") as work:
+            act = policy_act(wasm, Path(work))
+        print_policy_act(act)
+        failed = failed or bool(act["problems"])
+    except Exception:
+        traceback.print_exc()
+        failed = True
     print("\nall processes stopped")
     if failed:
         print("DEMO FAILED", file=sys.stderr)
         return 1
-    print("DEMO OK: the post-quantum client used X25519MLKEM768 end to end; pqguard told the two clients apart.")
+    print("DEMO OK: the post-quantum client used X25519MLKEM768 end to end and could run run_python; the classical "
+          "client, same token, was refused it and alerted as a downgrade; forged and expired tokens got 401; the "
+          "audit log verifies.")
     return 0
 
 
