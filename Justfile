@@ -59,8 +59,8 @@ test-wasm:
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
         cargo test --locked --target wasm32-unknown-unknown -p pqguard-core
 
-# End-to-end tests against real Envoy 1.40, real MCP server and client, real hybrid PQ TLS.
-test-e2e: build
+# End-to-end tests against real Envoy 1.40, real MCP server and client, real hybrid PQ TLS (and a real Prometheus).
+test-e2e: build _prometheus
     {{python}} -m pytest -c tests/pytest.ini tests/e2e
 
 # The CLI against independent implementations: tokens and audit logs made with dilithium-py and hashlib, tool pins.
@@ -128,6 +128,18 @@ bench-compare *ARGS: setup build _wrk
     cargo build --release --locked -p pqguard-cli
     cargo build --release --locked --target wasm32-wasip1 -p pqguard-bench --example passthrough-filter
     {{python}} bench/compare.py {{ARGS}}
+
+# Prometheus, which the e2e tests scrape Envoy with (Debian package).
+_prometheus:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v prometheus >/dev/null && exit 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    else
+        echo "prometheus is needed by the e2e tests: install it (Debian/Ubuntu: sudo apt-get install prometheus)" >&2
+        exit 1
+    fi
 
 # wrk, the load generator of `just bench` (Debian package).
 _wrk:
