@@ -64,7 +64,7 @@ test-e2e: build _prometheus
     {{python}} -m pytest -c tests/pytest.ini tests/e2e
 
 # The CLI against independent implementations: tokens and audit logs made with dilithium-py and hashlib, tool pins.
-test-interop:
+test-interop: _chromium
     cargo build --locked -p pqguard-cli
     PQGUARD_CLI=target/debug/pqguard {{python}} -m pytest -c tests/pytest.ini tests/interop tests/audit
 
@@ -128,6 +128,18 @@ bench-compare *ARGS: setup build _wrk
     cargo build --release --locked -p pqguard-cli
     cargo build --release --locked --target wasm32-wasip1 -p pqguard-bench --example passthrough-filter
     {{python}} bench/compare.py {{ARGS}}
+
+# Chromium, which renders the HTML crypto inventory in the audit tests (Debian package).
+_chromium:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v chromium >/dev/null && exit 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+        echo "chromium is needed by the audit tests: install it (Debian/Ubuntu: sudo apt-get install chromium)" >&2
+        exit 1
+    fi
 
 # Prometheus, which the e2e tests scrape Envoy with (Debian package).
 _prometheus:

@@ -182,6 +182,9 @@ pub fn report(a: &AuditReportArgs) -> Result<ExitCode, String> {
     for (_, text) in logs(&a.logs)? {
         inventory.add_log(&text);
     }
+    if let Some(path) = &a.html {
+        std::fs::write(path, inventory.to_html()).map_err(|e| format!("writing {path}: {e}"))?;
+    }
     if a.json {
         println!("{}", pretty(&inventory.to_json()));
     } else {

@@ -234,10 +234,16 @@ pub struct AuditVerifyArgs {
 
 /// `pqguard audit report`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  pqguard audit report envoy.log
+  pqguard audit report --html inventory.html envoy.log.1 envoy.log   # one self-contained page, no network")]
 pub struct AuditReportArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the inventory as one self-contained HTML page (charts, no script) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<String>,
     /// Logs (stdin when absent).
     #[arg(value_name = "LOG")]
     pub logs: Vec<String>,

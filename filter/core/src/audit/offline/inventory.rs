@@ -135,6 +135,8 @@ pub struct Inventory {
     pub decisions: u64,
     /// Audit lines that could not be read (not counted; `verify` says why).
     pub unreadable: u64,
+    /// Decisions per minute (start of the minute, ms) by key-exchange class.
+    pub timeline: BTreeMap<u64, BTreeMap<String, u64>>,
 }
 
 impl Inventory {
@@ -167,6 +169,12 @@ impl Inventory {
         match &r.body {
             RecordBody::DecisionRecord(d) => {
                 self.decisions += 1;
+                *self
+                    .timeline
+                    .entry(r.time_ms / 60_000 * 60_000)
+                    .or_default()
+                    .entry(d.crypto.kex_class.clone())
+                    .or_default() += 1;
                 self.identities
                     .entry(key(&d.identity))
                     .or_default()

@@ -2,5 +2,6 @@
 //! here runs inside the filter; the command line (`pqguard audit verify`,
 //! `pqguard audit report`) and auditors' tools use it.
 
+pub mod html;
 pub mod inventory;
 pub mod verify;
