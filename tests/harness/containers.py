@@ -131,7 +131,9 @@ def build_envoy_image(image: str = ENVOY_IMAGE, *, force: bool = False) -> str:
     shutil.copy2(binary, rootfs / "usr/local/bin/envoy")
     for library in libraries:
         _copy_into(rootfs, library)
-    (rootfs / "tmp").mkdir(mode=0o1777)
+    # /tmp may exist already when the interpreter itself lives under /tmp (a checkout there).
+    (rootfs / "tmp").mkdir(exist_ok=True)
+    (rootfs / "tmp").chmod(0o1777)
     _build(image, context, containerfile, inputs)
     shutil.rmtree(context, ignore_errors=True)
     return image
@@ -204,7 +206,9 @@ def build_mcp_server_image(image: str = MCP_SERVER_IMAGE, *, force: bool = False
         _copy_into(rootfs, library)
     (rootfs / "usr/local/bin").mkdir(parents=True, exist_ok=True)
     (rootfs / "usr/local/bin/python").symlink_to(interpreter)
-    (rootfs / "tmp").mkdir(mode=0o1777)
+    # /tmp may exist already when the interpreter itself lives under /tmp (a checkout there).
+    (rootfs / "tmp").mkdir(exist_ok=True)
+    (rootfs / "tmp").chmod(0o1777)
     _build(image, context, containerfile, inputs)
     shutil.rmtree(context, ignore_errors=True)
     return image
