@@ -320,8 +320,8 @@ impl Worker {
         }
     }
 
-    /// Counts a request's crypto inventory; logs once per worker when the
-    /// host gives no TLS group.
+    /// Logs, once per worker, that the host gives no TLS group (requests
+    /// then count as key-exchange class none).
     pub(super) fn note_missing_group(&mut self, out: &mut Effects) {
         if !self.missing_facts_logged {
             self.missing_facts_logged = true;

@@ -11,6 +11,7 @@
 //! example, Python's `json.dumps(obj, sort_keys=True, separators=(",", ":"),
 //! ensure_ascii=False)` for integer-only schemas.
 
+use crate::text::quote_into;
 use std::fmt;
 
 use serde_json::Value;
@@ -191,7 +192,7 @@ pub fn tool_digest(tool: &Value) -> [u8; 32] {
                 canonical.push(',');
             }
             first = false;
-            write_string(&mut canonical, key);
+            quote_into(&mut canonical, key);
             canonical.push(':');
             write_canonical(&mut canonical, v);
         }
@@ -211,7 +212,7 @@ pub fn write_canonical(out: &mut String, v: &Value) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_string(out, k);
+                quote_into(out, k);
                 out.push(':');
                 if let Some(inner) = map.get(k) {
                     write_canonical(out, inner);
@@ -229,13 +230,9 @@ pub fn write_canonical(out: &mut String, v: &Value) {
             }
             out.push(']');
         }
-        Value::String(s) => write_string(out, s),
+        Value::String(s) => quote_into(out, s),
         other => out.push_str(&other.to_string()),
     }
-}
-
-fn write_string(out: &mut String, s: &str) {
-    crate::text::quote_into(out, s);
 }
 
 pub use crate::text::hex;
