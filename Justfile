@@ -68,8 +68,15 @@ test-interop: _chromium
     cargo build --locked -p pqguard-cli
     PQGUARD_CLI=target/debug/pqguard {{python}} -m pytest -c tests/pytest.ini tests/interop tests/audit
 
+# pqguard.wasm in a second proxy-wasm host: proxy-wasm-host (wasmtime, ABI 0.2.1), a package with its own lock file and Rust 1.96.
+test-hosts: build
+    rustup toolchain install 1.96 --profile minimal --component rustfmt,clippy
+    cd tests/hosts/proxy-wasm-host && cargo fmt --check
+    cd tests/hosts/proxy-wasm-host && CARGO_TARGET_DIR={{justfile_directory()}}/target/hosts cargo clippy --locked --all-targets -- -D warnings
+    cd tests/hosts/proxy-wasm-host && CARGO_TARGET_DIR={{justfile_directory()}}/target/hosts PQGUARD_WASM={{wasm}} cargo test --locked
+
 # Everything CI runs.
-test: setup lint test-unit test-wasm test-interop test-e2e test-ship fuzz-smoke
+test: setup lint test-unit test-wasm test-interop test-e2e test-hosts test-ship fuzz-smoke
 
 # The fuzzing toolchain: a nightly Rust for the fuzz package only, and cargo-fuzz (idempotent).
 _fuzz-setup:

@@ -427,18 +427,11 @@ p2p_connectivity:
     block_downgrade_attempts: true
     alert_on_latency_spike: true
 """
-ALLOW_ALL = """\
-policy:
-  rules:
-  - name: allow-all
-    effect: allow
-"""
-
-
 @pytest.fixture(scope="module")
 def seed_edge(request: pytest.FixtureRequest, keys: Keys) -> Topology:
-    # JSON is YAML too: the keys go in flow style after the block style of the seed.
-    config = SEED_BLOCK + ALLOW_ALL + "auth: " + json.dumps(auth_section(keys)) + "\n"
+    # JSON is YAML too: the keys go in flow style after the block style of the seed. No policy
+    # section: the transport gates hold on their own.
+    config = SEED_BLOCK + "auth: " + json.dumps(auth_section(keys)) + "\n"
     return start_extra_topology(request, config, label="the seed p2p_connectivity topology")
 
 
@@ -451,7 +444,7 @@ def test_seed_block_is_loaded_verbatim(seed_edge: Topology) -> None:
     block = SEED_BLOCK.splitlines()
     assert rendered[start: start + len(block)] == [indent + line for line in block]
     starts = seed_edge.pqguard_start_records()
-    assert starts and all(s.get("policy") is True and s.get("auth") is True for s in starts), starts
+    assert starts and all(s.get("policy") is False and s.get("auth") is True for s in starts), starts
 
 
 def test_seed_block_denies_classical_key_exchange(seed_edge: Topology, keys: Keys) -> None:

@@ -345,13 +345,11 @@ impl Exchange {
         match self.verdict.clone() {
             HeadVerdict::Forward => {
                 // No MCP message to decide on (GET stream, DELETE), but the
-                // transport gates still apply when a policy is configured.
-                if w.config().policy.is_some() {
-                    if let Some(d) = w.config().connectivity.gate(&self.policy_facts()) {
-                        let mut r = Rejection::new(Reason::Forbidden, d.detail);
-                        r.code = Some(d.reason.as_str());
-                        return self.refuse(w, out, r);
-                    }
+                // transport gates still apply.
+                if let Some(d) = w.config().connectivity.gate(&self.policy_facts()) {
+                    let mut r = Rejection::new(Reason::Forbidden, d.detail);
+                    r.code = Some(d.reason.as_str());
+                    return self.refuse(w, out, r);
                 }
                 if self.head.has_body {
                     // These methods carry no MCP message: a body would reach
@@ -907,10 +905,23 @@ impl Exchange {
         out: &mut Effects,
     ) -> Result<(), Rejection> {
         let config = w.config();
+        let facts = self.policy_facts();
+        // The transport gates hold for every HTTP request that carries a
+        // message, whatever it carries (responses to the server included),
+        // with or without a policy.
+        if let Some(d) = config.connectivity.gate(&facts) {
+            let first = inspected
+                .messages
+                .iter()
+                .find(|m| m.kind != MessageKind::Response)
+                .or(inspected.messages.first());
+            if let Some(m) = first {
+                return Err(self.denied(w, store, d, m, out));
+            }
+        }
         let Some(policy) = &config.policy else {
             return Ok(());
         };
-        let facts = self.policy_facts();
         for m in &inspected.messages {
             if m.kind == MessageKind::Response {
                 continue;

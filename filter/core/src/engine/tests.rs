@@ -469,6 +469,34 @@ fn headers_the_host_cannot_list_are_refused() {
 }
 
 #[test]
+fn the_transport_gates_hold_without_a_policy_and_for_every_message_kind() {
+    // Found by the second-host tests: `enforce_pqc` and `allowed_algos`
+    // were applied only when a `policy` section was configured, and never
+    // to a POST that carries only JSON-RPC responses.
+    let store = MemoryStore::new();
+    let list = r#"{"jsonrpc":"2.0","id":"g-1","method":"tools/list"}"#;
+    let answer = r#"{"jsonrpc":"2.0","id":"s-1","result":{}}"#;
+    for config in [
+        json!({"p2p_connectivity": {"enforce_pqc": true}}),
+        json!({"p2p_connectivity": {"allowed_algos": ["ML-KEM-768"]}}),
+        json!({"p2p_connectivity": {"enforce_pqc": true}, "policy": {"rules": [
+            {"name": "all", "effect": "allow"}]}}),
+    ] {
+        let mut w = worker(config.clone(), &store);
+        for group in [None, Some(CLASSICAL)] {
+            let o = send(&mut w, &store, &Req::post(list).over(group));
+            assert_eq!(o.error(), (Some(403), json!(-32003), json!("g-1")), "{config} {group:?}");
+            let o = send(&mut w, &store, &Req::post(answer).over(group));
+            assert_eq!(o.status(), Some(403), "a response to the server, {config} {group:?}");
+            let o = send(&mut w, &store, &Req::get("/mcp").over(group));
+            assert_eq!(o.status(), Some(403), "a GET stream, {config} {group:?}");
+        }
+        assert!(send(&mut w, &store, &Req::post(list)).forwarded, "{config}");
+        assert!(send(&mut w, &store, &Req::post(answer)).forwarded, "{config}");
+    }
+}
+
+#[test]
 fn a_get_with_a_body_is_refused_and_an_empty_one_forwarded() {
     // Found by the engine_request fuzz target: a GET (no MCP message, so no
     // inspection) with a body was forwarded, body and all.
