@@ -485,14 +485,25 @@ fn the_transport_gates_hold_without_a_policy_and_for_every_message_kind() {
         let mut w = worker(config.clone(), &store);
         for group in [None, Some(CLASSICAL)] {
             let o = send(&mut w, &store, &Req::post(list).over(group));
-            assert_eq!(o.error(), (Some(403), json!(-32003), json!("g-1")), "{config} {group:?}");
+            assert_eq!(
+                o.error(),
+                (Some(403), json!(-32003), json!("g-1")),
+                "{config} {group:?}"
+            );
             let o = send(&mut w, &store, &Req::post(answer).over(group));
-            assert_eq!(o.status(), Some(403), "a response to the server, {config} {group:?}");
+            assert_eq!(
+                o.status(),
+                Some(403),
+                "a response to the server, {config} {group:?}"
+            );
             let o = send(&mut w, &store, &Req::get("/mcp").over(group));
             assert_eq!(o.status(), Some(403), "a GET stream, {config} {group:?}");
         }
         assert!(send(&mut w, &store, &Req::post(list)).forwarded, "{config}");
-        assert!(send(&mut w, &store, &Req::post(answer)).forwarded, "{config}");
+        assert!(
+            send(&mut w, &store, &Req::post(answer)).forwarded,
+            "{config}"
+        );
     }
 }
 
