@@ -36,6 +36,12 @@ build:
     cp target/wasm32-wasip1/release/pqguard.wasm {{wasm}}
     @echo "dist/pqguard.wasm: $(stat -c %s {{wasm}}) bytes, sha256 $(sha256sum {{wasm}} | cut -d' ' -f1)"
 
+# A test-only variant of the module that traps on `x-pqguard-fault: trap` (target/pqguard-fault.wasm; never shipped).
+_fault-wasm:
+    cargo build --release --locked --target wasm32-wasip1 -p pqguard-plugin --features fault-injection
+    cp target/wasm32-wasip1/release/pqguard.wasm target/pqguard-fault.wasm
+    cargo build --release --locked --target wasm32-wasip1 -p pqguard-plugin
+
 # Build the native CLI (target/release/pqguard).
 cli:
     cargo build --release --locked -p pqguard-cli
@@ -60,7 +66,7 @@ test-wasm:
         cargo test --locked --target wasm32-unknown-unknown -p pqguard-core
 
 # End-to-end tests against real Envoy 1.40, real MCP server and client, real hybrid PQ TLS (and a real Prometheus).
-test-e2e: build _prometheus
+test-e2e: build _fault-wasm _prometheus
     {{python}} -m pytest -c tests/pytest.ini tests/e2e
 
 # The CLI against independent implementations: tokens and audit logs made with dilithium-py and hashlib, tool pins.

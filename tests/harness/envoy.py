@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import string
 import textwrap
@@ -45,6 +46,7 @@ def render_pqguard_filter(
     plugin_config: Mapping[str, Any] | str | None = None,
     *,
     config_as_string: bool = False,
+    failure_policy: str | None = None,
 ) -> str:
     """The http_filters entry that loads pqguard (``envoy/pqguard-filter.yaml``), at column 0.
 
@@ -60,9 +62,15 @@ def render_pqguard_filter(
     if isinstance(plugin_config, str):
         if config_as_string:
             raise ValueError("config_as_string needs a mapping, not YAML text")
-        return _with_yaml_config(render_pqguard_filter(wasm, {YAML_MARKER: True}), plugin_config)
+        return _with_yaml_config(render_pqguard_filter(wasm, {YAML_MARKER: True}, failure_policy=failure_policy),
+                                 plugin_config)
     config_json = json.dumps(dict(plugin_config or {}), sort_keys=True)
     text = render_template("pqguard-filter.yaml", {"PQGUARD_WASM": str(wasm), "PQGUARD_CONFIG": config_json})
+    if failure_policy is not None:
+        shipped = re.search(r"failure_policy: ([A-Z_]+)", text)
+        if shipped is None:
+            raise ValueError("envoy/pqguard-filter.yaml no longer sets failure_policy")
+        text = text.replace(shipped.group(0), f"failure_policy: {failure_policy}")
     if config_as_string:
         struct_value = f"value: {config_json}"
         if text.count(STRUCT_TYPE) != 1 or text.count(struct_value) != 1:
@@ -84,6 +92,44 @@ def _with_yaml_config(block: str, yaml_text: str) -> str:
     body = textwrap.dedent(yaml_text).strip("\n").splitlines()
     lines[index: index + 1] = [indent[:-2] + "value:", *(indent + line if line.strip() else "" for line in body)]
     return "\n".join(lines)
+
+
+ECDS_RESOURCE = "pqguard"
+WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+
+
+def ecds_filter_entry(xds_dir: Path) -> str:
+    """An http_filters entry (at column 0) whose configuration Envoy takes from ``xds_dir/pqguard.yaml``
+    and takes again whenever a new file is moved into place (file-based extension config discovery:
+    a reload, not a restart). Until a valid configuration arrives the listener does not serve."""
+    return f"""\
+- name: {ECDS_RESOURCE}
+  config_discovery:
+    config_source:
+      path_config_source:
+        path: {xds_dir / "pqguard.yaml"}
+        watched_directory: {{ path: {xds_dir} }}
+    type_urls: ["{WASM_FILTER_TYPE}"]
+"""
+
+
+def write_ecds(xds_dir: Path, filter_entry: str) -> None:
+    """Publish the wasm filter of ``filter_entry`` (a rendered pqguard filter entry) for
+    :func:`ecds_filter_entry`: written aside, then renamed into place (what Envoy watches for)."""
+    import yaml  # only the ECDS topologies need it
+
+    (entry,) = yaml.safe_load(filter_entry)
+    if entry["typed_config"].get("@type") != WASM_FILTER_TYPE:
+        raise ValueError(f"not a wasm filter entry: {entry}")
+    doc = {"resources": [{
+        "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        "name": ECDS_RESOURCE,
+        "typed_config": entry["typed_config"],
+    }]}
+    xds_dir.mkdir(parents=True, exist_ok=True)
+    staged = xds_dir.parent / f".{xds_dir.name}-pqguard.yaml"
+    staged.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(staged, xds_dir / "pqguard.yaml")
 
 
 def _indented(line: str, block: str) -> list[str]:

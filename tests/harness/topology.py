@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from .certs import TestPki, make_test_pki
-from .envoy import EnvoyProcess, listener_stat_prefix, render_edge, render_pqguard_filter, render_template
+from .envoy import (EnvoyProcess, ecds_filter_entry, listener_stat_prefix, render_edge, render_pqguard_filter,
+                    render_template, write_ecds)
 from .paths import MCP_SERVER_SCRIPT, WORK_ROOT, wasm_path
 from .ports import free_ports
 from .processes import ManagedProcess, tail, wait_until
@@ -93,6 +94,8 @@ class Topology:
         with_client: bool = True,
         extra_clusters: str | None = None,
         mcp_server_args: tuple[str, ...] = (),
+        failure_policy: str | None = None,
+        plugin_config_via_ecds: bool = False,
     ) -> None:
         """``plugin_config``: a mapping, the text of a YAML block (see :func:`render_pqguard_filter`),
         or a function of the topology that returns either; a function is called once the MCP
@@ -100,7 +103,10 @@ class Topology:
         the server offers (for example pinned tool digests). ``plugin_config_as_string`` hands
         a mapping over as a ``StringValue`` instead of the template's ``Struct``.
         ``extra_clusters`` are more clusters for the edge (see :func:`render_edge`);
-        ``mcp_server_args`` go to the MCP server (for example ``--routing-tool``)."""
+        ``mcp_server_args`` go to the MCP server (for example ``--routing-tool``).
+        ``failure_policy`` replaces the shipped one (``FAIL_CLOSED``, ``FAIL_RELOAD``).
+        ``plugin_config_via_ecds`` gives the edge pqguard's filter through a file Envoy watches,
+        so :meth:`push_plugin_config` changes it while Envoy runs."""
         self.with_filter = with_filter
         self.wasm = (wasm or wasm_path()) if with_filter else None
         self._plugin_config_source = plugin_config if callable(plugin_config) else None
@@ -110,6 +116,8 @@ class Topology:
         self.plugin_config_as_string = plugin_config_as_string
         self.extra_clusters = extra_clusters
         self.mcp_server_args = tuple(mcp_server_args)
+        self.failure_policy = failure_policy
+        self.plugin_config_via_ecds = plugin_config_via_ecds
         self.concurrency = concurrency
         self.with_client = with_client
         if run_dir is None:
@@ -187,17 +195,21 @@ class Topology:
             self._wait_for_mcp_server()
             config = self._plugin_config_source(self)
             self.plugin_config = config if isinstance(config, str) else dict(config)
-        pqguard = (render_pqguard_filter(self.wasm, self.plugin_config, config_as_string=self.plugin_config_as_string)
+        pqguard = (render_pqguard_filter(self.wasm, self.plugin_config, config_as_string=self.plugin_config_as_string,
+                                         failure_policy=self.failure_policy)
                    if self.with_filter else None)
-        self.edge = EnvoyProcess(
-            "edge-envoy",
-            render_edge({
+        if pqguard is not None and self.plugin_config_via_ecds:
+            write_ecds(self.xds_dir, pqguard)
+            pqguard = ecds_filter_entry(self.xds_dir)
+        edge_config = render_edge({
                 "ADMIN_PORT": p.edge_admin, "LISTEN_PORT": p.edge,
                 "CERT_CHAIN": self.pki.edge_cert, "PRIVATE_KEY": self.pki.edge_key,
                 "UPSTREAM_PORT": p.server_envoy, "UPSTREAM_SNI": self.pki.server_name, "CA_CERT": self.pki.ca_cert,
-            }, pqguard, extra_clusters=self.extra_clusters),
-            self.run_dir, p.edge_admin, base_id + 2, self.concurrency,
-        )
+            }, pqguard, extra_clusters=self.extra_clusters)
+        if self.plugin_config_via_ecds:
+            # Dynamic resources need a node identity.
+            edge_config = "node: { id: pqguard-edge, cluster: pqguard-edge }\n" + edge_config
+        self.edge = EnvoyProcess("edge-envoy", edge_config, self.run_dir, p.edge_admin, base_id + 2, self.concurrency)
         self._launch(self.edge)
 
         for process in self._processes:
@@ -325,6 +337,22 @@ class Topology:
         request = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json"})
         with _opener.open(request, timeout=5) as response:
             return json.loads(response.read())
+
+    @property
+    def xds_dir(self) -> Path:
+        """Where the edge's file-based dynamic configuration lives (``plugin_config_via_ecds``)."""
+        return self.run_dir / "xds"
+
+    def push_plugin_config(self, plugin_config: PluginConfig, *, wasm: Path | None = None) -> None:
+        """Publish a new pqguard filter configuration to the running edge (``plugin_config_via_ecds``).
+        Envoy applies it to new requests, or rejects it and keeps the one in force; watch
+        ``extension_config_discovery.http_filter.pqguard.config_reload`` / ``config_fail``."""
+        if not self.plugin_config_via_ecds:
+            raise RuntimeError("this topology takes pqguard's configuration from envoy.yaml")
+        self.plugin_config = plugin_config if isinstance(plugin_config, str) else dict(plugin_config)
+        write_ecds(self.xds_dir, render_pqguard_filter(
+            wasm or self.wasm, self.plugin_config, config_as_string=self.plugin_config_as_string,
+            failure_policy=self.failure_policy))
 
     def mcp_received(self) -> list[dict[str, Any]]:
         """What the MCP server received on /mcp, in order (asked directly, not through Envoy)."""

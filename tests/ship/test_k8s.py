@@ -87,7 +87,7 @@ def test_filter_order_and_fail_closed() -> None:
     extension = patches[0]["patch"]["value"]
     assert patches[2]["patch"]["value"]["name"] == extension["name"]
     config = extension["typed_config"]["config"]
-    assert config["allow_on_headers_stop_iteration"] is True and config["failure_policy"] == "FAIL_CLOSED"
+    assert config["allow_on_headers_stop_iteration"] is True and config["failure_policy"] == "FAIL_RELOAD"
     assert by_kind("WasmPlugin")["spec"]["failStrategy"] == "FAIL_CLOSE"
     (wasm,) = by_kind("EnvoyExtensionPolicy")["spec"]["wasm"]
     assert wasm["failOpen"] is False

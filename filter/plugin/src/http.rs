@@ -116,6 +116,16 @@ impl Context for RequestContext {}
 
 impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        #[cfg(all(feature = "fault-injection", target_arch = "wasm32"))]
+        if matches!(
+            proxy_wasm::hostcalls::get_map_value_bytes(
+                proxy_wasm::types::MapType::HttpRequestHeaders,
+                "x-pqguard-fault"
+            ),
+            Ok(Some(v)) if v == b"trap"
+        ) {
+            core::arch::wasm32::unreachable();
+        }
         let mtls = host::mtls();
         let start = {
             let worker = self.vm.worker.borrow();
