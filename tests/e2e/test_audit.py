@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,52 +21,13 @@ from typing import Any
 import pytest
 from harness import Topology
 from harness.calls import McpCaller
+from harness.collector import Collector
 from harness.envoy import static_cluster_yaml
 from harness.tokens import pqguard_cli, run_cli
 
 from conftest import start_extra_topology
 
 AUDIT_PREFIX = "pqguard.audit "
-
-
-class Collector:
-    """An HTTP audit collector on loopback: keeps every line POSTed to it."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                length = int(self.headers.get("content-length", "0"))
-                body = self.rfile.read(length).decode()
-                with collector._lock:
-                    collector.lines.extend(line for line in body.split("\n") if line)
-                self.send_response(204)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def received(self) -> list[str]:
-        with self._lock:
-            return list(self.lines)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def cluster_yaml(self) -> str:
-        return static_cluster_yaml("audit", self.port)
 
 
 @pytest.fixture(scope="module")

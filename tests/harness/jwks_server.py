@@ -45,8 +45,11 @@ class Fetch:
 class JwksServer:
     """Use as a context manager, or ``start()`` / ``stop()``."""
 
-    def __init__(self, path: str = DEFAULT_PATH, authority: str = DEFAULT_AUTHORITY) -> None:
+    def __init__(self, path: str = DEFAULT_PATH, authority: str = DEFAULT_AUTHORITY, port: int = 0) -> None:
+        """``port`` 0 picks a free one; a fixed one lets a test start the server after Envoy
+        (an endpoint that is down when Envoy starts)."""
         self.path = path
+        self._bind_port = port
         self.authority = authority
         self._lock = threading.Lock()
         self._answer = Answer(503, b"no key set published yet\n", "text/plain")
@@ -76,7 +79,7 @@ class JwksServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass  # fetches are recorded in JwksServer.fetches
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._bind_port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="jwks-server", daemon=True)
         self._thread.start()

@@ -241,6 +241,18 @@ class Topology:
         self._processes.append(process)
         process.start()
 
+    def kill_mcp_server(self) -> None:
+        """Stop the MCP server (SIGKILL: no goodbye to its clients); :meth:`restart_mcp_server` brings it back."""
+        assert self.mcp_server is not None and self.mcp_server.proc is not None, "start() first"
+        self.mcp_server.proc.kill()
+        self.mcp_server.proc.wait(timeout=10)
+
+    def restart_mcp_server(self) -> None:
+        """Start the MCP server again on the same port (a new process: every session it had is gone)."""
+        assert self.mcp_server is not None, "start() first"
+        self.mcp_server.start()
+        self._wait_for_mcp_server()
+
     def _wait_for_mcp_server(self) -> None:
         wait_until(self._mcp_server_answers, timeout=30, what="the MCP server",
                    on_timeout=lambda: self.mcp_server.log_tail() if self.mcp_server else "")

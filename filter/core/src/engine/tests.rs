@@ -1096,12 +1096,24 @@ fn every_decision_is_audited_and_shipped_in_order() {
         &store,
         &Req::post(r#"{"jsonrpc":"2.0","id":"a-1","method":"admin/exec"}"#),
     );
+    // The first record starts the chain: its genesis, the checkpoint
+    // signing it, then the record.
     let records = refused.out.lines_with(LINE_PREFIX.trim_end());
-    assert_eq!(records.len(), 1, "{:?}", refused.out.logs);
+    assert_eq!(records.len(), 3, "{:?}", refused.out.logs);
     assert!(
-        records[0].contains("\"decision\":\"rejected\""),
+        records[0].contains("\"kind\":\"genesis\""),
         "{}",
         records[0]
+    );
+    assert!(
+        records[1].contains("\"kind\":\"checkpoint\""),
+        "{}",
+        records[1]
+    );
+    assert!(
+        records[2].contains("\"decision\":\"rejected\""),
+        "{}",
+        records[2]
     );
     let mut forwarded = send(
         &mut w,
@@ -1143,11 +1155,38 @@ fn every_decision_is_audited_and_shipped_in_order() {
 }
 
 #[test]
+fn a_worker_that_decides_nothing_writes_no_audit_line() {
+    // Envoy checks a configuration in a root context of its own that never
+    // gets a timer: lines it wrote could never be shipped or signed.
+    let store = MemoryStore::new();
+    let mut out = Effects::new();
+    let mut w = Worker::start(
+        audit_config(false).to_string().as_bytes(),
+        Some(NOW_MS),
+        Some([1; 8]),
+        &store,
+        &mut out,
+    )
+    .unwrap();
+    assert!(out.lines_with(LINE_PREFIX.trim_end()).is_empty());
+    let calls = w.tick(NOW_MS + 60_000, &store, &mut out);
+    assert!(calls.is_empty(), "nothing to ship: {calls:?}");
+    w.stop(NOW_MS + 61_000, &mut out);
+    assert!(
+        out.lines_with(LINE_PREFIX.trim_end()).is_empty(),
+        "{:?}",
+        out.logs
+    );
+}
+
+#[test]
 fn strict_audit_refuses_while_the_collector_fails_and_recovers_after() {
     let store = MemoryStore::new();
     let mut w = worker(audit_config(true), &store);
     let ping = Req::post(r#"{"jsonrpc":"2.0","id":"s-1","method":"ping"}"#);
     assert!(send(&mut w, &store, &ping).forwarded);
+    let unknown = Req::post(r#"{"jsonrpc":"2.0","id":"s-0","method":"admin/exec"}"#);
+    assert_eq!(send(&mut w, &store, &unknown).status(), Some(404));
     let mut out = Effects::new();
     let calls = w.tick(NOW_MS + 1000, &store, &mut out);
     assert_eq!(calls.len(), 1);

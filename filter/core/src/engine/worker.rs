@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::audit::{batch_body, AuditQueue, Backoff, Chain, Push};
+use crate::audit::{batch_body, valid_chain_id, AuditQueue, Backoff, Chain, ChainError, Push};
 use crate::auth::{self, RemoteJwks};
 use crate::config::Config;
 use crate::inspect::tools::hex;
@@ -143,7 +143,13 @@ pub struct CallAnswer {
 /// the queue of lines waiting to be shipped.
 #[derive(Debug)]
 struct AuditState {
-    chain: Chain,
+    /// Started by the first record: a root context that never decides
+    /// anything (Envoy checks a configuration in a context of its own, which
+    /// never gets a timer) writes no line it could never ship or sign.
+    chain: Option<Chain>,
+    /// What the genesis record binds: the chain id, the configuration as
+    /// the host handed it over, and the worker's start time.
+    genesis: (String, Vec<u8>, u64),
     queue: Option<AuditQueue>,
     /// The batch taken for a call not yet dispatched, or in flight.
     batch: Option<Vec<String>>,
@@ -211,23 +217,21 @@ impl Worker {
             let now = now_ms.ok_or("audit: the host clock is unavailable")?;
             let nonce = nonce.ok_or("audit: no randomness for the chain id")?;
             let chain_id = format!("{now}-{}", hex(&nonce));
-            let (chain, lines) = Chain::new(
-                &chain_id,
-                bytes,
-                now,
-                now,
-                settings.policy,
-                settings.signer.clone(),
-            )
-            .map_err(|e| format!("audit: {e}"))?;
+            // Checked now, so that starting the chain later cannot fail.
+            if !valid_chain_id(&chain_id) {
+                return Err(format!("audit: {}", ChainError::InvalidChainId));
+            }
+            if settings.policy.every_records == 0 {
+                return Err(format!("audit: {}", ChainError::InvalidPolicy));
+            }
             worker.audit = Some(AuditState {
-                chain,
+                chain: None,
+                genesis: (chain_id, bytes.to_vec(), now),
                 queue: settings.collector.as_ref().map(|c| c.queue()),
                 batch: None,
                 in_flight: None,
                 next_flush_ms: 0,
             });
-            worker.emit_audit(lines, out);
         }
         let remote = worker.remote().is_some();
         out.log(
@@ -354,6 +358,22 @@ impl Worker {
         }
     }
 
+    /// The chain, started on first use: its genesis record and the
+    /// checkpoint signing it are emitted first.
+    fn chain(&mut self, now_ms: u64, out: &mut Effects) -> Option<&mut Chain> {
+        let settings = self.config.audit.as_ref()?;
+        let state = self.audit.as_mut()?;
+        if state.chain.is_none() {
+            let (id, config, vm_start_ms) = &state.genesis;
+            let (policy, signer) = (settings.policy, settings.signer.clone());
+            let (chain, lines) =
+                Chain::new(id, config, *vm_start_ms, now_ms, policy, signer).ok()?;
+            state.chain = Some(chain);
+            self.emit_audit(lines, out);
+        }
+        self.audit.as_mut()?.chain.as_mut()
+    }
+
     /// Appends a decision to the chain and emits its line (only hashes:
     /// checkpoints are signed by [`Worker::tick`]).
     pub(super) fn audit_decision(
@@ -362,10 +382,10 @@ impl Worker {
         decision: &crate::audit::DecisionRecord,
         out: &mut Effects,
     ) {
-        let Some(state) = self.audit.as_mut() else {
+        let Some(chain) = self.chain(now_ms, out) else {
             return;
         };
-        let line = state.chain.append_decision(now_ms, decision);
+        let line = chain.append_decision(now_ms, decision);
         out.count("pqguard.audit.records", 1);
         self.emit_audit(vec![line], out);
     }
@@ -377,10 +397,10 @@ impl Worker {
         anomaly: &crate::audit::AnomalyRecord,
         out: &mut Effects,
     ) {
-        let Some(state) = self.audit.as_mut() else {
+        let Some(chain) = self.chain(now_ms, out) else {
             return;
         };
-        let line = state.chain.append_anomaly(now_ms, anomaly);
+        let line = chain.append_anomaly(now_ms, anomaly);
         out.count("pqguard.audit.records", 1);
         self.emit_audit(vec![line], out);
     }
@@ -409,7 +429,11 @@ impl Worker {
 
     /// The worker stops: a last checkpoint so the chain's tail is signed.
     pub fn stop(&mut self, now_ms: u64, out: &mut Effects) {
-        let line = self.audit.as_mut().and_then(|a| a.chain.checkpoint(now_ms));
+        let line = self
+            .audit
+            .as_mut()
+            .and_then(|a| a.chain.as_mut())
+            .and_then(|c| c.checkpoint(now_ms));
         if let Some(line) = line {
             out.count("pqguard.audit.checkpoints", 1);
             self.emit_audit(vec![line], out);
@@ -421,7 +445,11 @@ impl Worker {
     /// worker has none, and returns the calls due (audit batch, JWKS fetch).
     pub fn tick(&mut self, now_ms: u64, store: &dyn SharedStore, out: &mut Effects) -> Vec<Call> {
         let mut calls = Vec::new();
-        let line = self.audit.as_mut().and_then(|a| a.chain.tick(now_ms));
+        let line = self
+            .audit
+            .as_mut()
+            .and_then(|a| a.chain.as_mut())
+            .and_then(|c| c.tick(now_ms));
         if let Some(line) = line {
             out.count("pqguard.audit.checkpoints", 1);
             self.emit_audit(vec![line], out);
