@@ -84,6 +84,10 @@ test-hosts: build
 # Everything CI runs.
 test: setup lint test-unit test-wasm test-interop test-e2e test-hosts test-ship fuzz-smoke
 
+# Soak: real Envoy with pqguard under open-loop load at half of saturation for MINUTES, rotating token keys and pushing a new configuration every minute; a report per minute (tests/soak.py). `just test` runs a 30-second smoke of it.
+soak MINUTES="10" *ARGS: build
+    {{python}} tests/soak.py --minutes {{MINUTES}} {{ARGS}}
+
 # The fuzzing toolchain: a nightly Rust for the fuzz package only, and cargo-fuzz (idempotent).
 _fuzz-setup:
     #!/usr/bin/env bash

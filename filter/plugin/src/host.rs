@@ -225,6 +225,34 @@ pub fn define_counter(name: &str) -> Option<u32> {
     hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
 }
 
+/// Defines a gauge (`wasmcustom.<name>` in Envoy's stats).
+pub fn define_gauge(name: &str) -> Option<u32> {
+    hostcalls::define_metric(proxy_wasm::types::MetricType::Gauge, name).ok()
+}
+
+/// Sets a gauge.
+pub fn set_gauge(metric: u32, value: u64) {
+    let _ = hostcalls::record_metric(metric, value);
+}
+
+/// The bytes of this VM's linear memory (grows, never shrinks); `None`
+/// outside wasm.
+pub fn vm_memory_bytes() -> Option<u64> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let pages = core::arch::wasm32::memory_size(0);
+        Some(
+            u64::try_from(pages)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(65_536),
+        )
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        None
+    }
+}
+
 /// Adds to a counter.
 pub fn increment(metric: u32, by: i64) {
     let _ = hostcalls::increment_metric(metric, by);

@@ -20,6 +20,15 @@ pub struct Root {
     vm: Option<Rc<Vm>>,
     /// The timer period in force (ms), if any.
     tick_ms: Option<u64>,
+    /// `pqguard.vm.memory_bytes`: the linear memory of the VM whose timer
+    /// ran last (the VMs of one plugin are alike), set on every tick.
+    memory_gauge: Option<u32>,
+    /// The host is removing this plugin (a new configuration, Envoy
+    /// stopping): the last audit lines are being shipped before
+    /// `proxy_done`.
+    stopping: bool,
+    /// The last batch went out (it is tried once).
+    last_sent: bool,
 }
 
 impl Root {
@@ -34,14 +43,49 @@ impl Root {
     }
 }
 
-impl Context for Root {
-    fn on_done(&mut self) -> bool {
-        if let (Some(vm), Some(now)) = (&self.vm, host::now_millis()) {
-            let mut out = Effects::new();
-            vm.worker.borrow_mut().stop(now, &mut out);
-            vm.run(out);
+impl Root {
+    /// While stopping: sends the last audit batch if one is due; `true`
+    /// when nothing is left to wait for.
+    fn ship_last(&mut self, now: u64, out: &mut Effects) -> bool {
+        let Some(vm) = self.vm.clone() else {
+            return true;
+        };
+        let call = if self.last_sent {
+            None
+        } else {
+            vm.worker.borrow_mut().last_audit_call()
+        };
+        if let Some(call) = call {
+            self.last_sent = true;
+            let result = host::dispatch(
+                &call.cluster,
+                &call.headers,
+                call.body.as_deref(),
+                call.timeout_ms,
+            )
+            .map_err(|e| e.to_string());
+            vm.worker
+                .borrow_mut()
+                .dispatched(call.kind, result, now, out);
         }
-        true
+        let waiting = vm.worker.borrow().audit_in_flight();
+        !waiting
+    }
+}
+
+impl Context for Root {
+    /// The host removes this plugin: sign the chain's tail and ship what is
+    /// still queued (one try) before telling the host it may go.
+    fn on_done(&mut self) -> bool {
+        let (Some(vm), Some(now)) = (self.vm.clone(), host::now_millis()) else {
+            return true;
+        };
+        let mut out = Effects::new();
+        vm.worker.borrow_mut().stop(now, &mut out);
+        self.stopping = true;
+        let done = self.ship_last(now, &mut out);
+        vm.run(out);
+        done
     }
 
     fn on_http_call_response(
@@ -68,6 +112,16 @@ impl Context for Root {
         vm.worker
             .borrow_mut()
             .answered(token_id, &answer, now, &SharedData, &mut out);
+        if self.stopping {
+            // The batch that was out has its answer: ship the rest once,
+            // then let the host delete this context.
+            let done = self.ship_last(now, &mut out);
+            vm.run(out);
+            if done {
+                let _ = proxy_wasm::hostcalls::done();
+            }
+            return;
+        }
         vm.run(out);
         self.set_timer();
     }
@@ -121,6 +175,12 @@ impl RootContext for Root {
             );
             return;
         };
+        if self.memory_gauge.is_none() {
+            self.memory_gauge = host::define_gauge("pqguard.vm.memory_bytes");
+        }
+        if let (Some(gauge), Some(bytes)) = (self.memory_gauge, host::vm_memory_bytes()) {
+            host::set_gauge(gauge, bytes);
+        }
         let mut out = Effects::new();
         vm.worker.borrow_mut().set_info_logged(host::info_logged());
         let calls = vm.worker.borrow_mut().tick(now, &SharedData, &mut out);

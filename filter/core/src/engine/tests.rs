@@ -1155,6 +1155,42 @@ fn every_decision_is_audited_and_shipped_in_order() {
 }
 
 #[test]
+fn a_worker_that_goes_ships_everything_queued_in_one_last_call_tried_once() {
+    let store = MemoryStore::new();
+    let mut w = worker(audit_config(false), &store);
+    let refused = Req::post(r#"{"jsonrpc":"2.0","id":"z-1","method":"admin/exec"}"#);
+    for _ in 0..3 {
+        assert_eq!(send(&mut w, &store, &refused).status(), Some(404));
+    }
+    let mut out = Effects::new();
+    w.stop(NOW_MS + 10, &mut out);
+    let logged = out.lines_with(LINE_PREFIX.trim_end()).len();
+    assert_eq!(logged, 1, "the stop signs the tail: {:?}", out.logs);
+    // Genesis, its checkpoint, three records and the last checkpoint: all in one call.
+    let call = w.last_audit_call().expect("a last call");
+    let body = String::from_utf8(call.body.clone().unwrap()).unwrap();
+    assert_eq!(body.lines().count(), 6, "{body}");
+    assert!(body
+        .lines()
+        .last()
+        .unwrap()
+        .contains("\"kind\":\"checkpoint\""));
+    assert!(w.audit_in_flight());
+    assert!(
+        w.last_audit_call().is_none(),
+        "nothing more while it is out"
+    );
+    w.dispatched(CallKind::AuditBatch, Ok(5), NOW_MS + 10, &mut out);
+    let refused_by_collector = CallAnswer {
+        status: Some("503".into()),
+        ..CallAnswer::default()
+    };
+    w.answered(5, &refused_by_collector, NOW_MS + 20, &store, &mut out);
+    assert!(!w.audit_in_flight());
+    assert_eq!(out.counted("pqguard.audit.ship_failed"), 1);
+}
+
+#[test]
 fn a_worker_that_decides_nothing_writes_no_audit_line() {
     // Envoy checks a configuration in a root context of its own that never
     // gets a timer: lines it wrote could never be shipped or signed.

@@ -157,6 +157,22 @@ struct AuditState {
     next_flush_ms: u64,
 }
 
+/// The collector call that ships `batch`.
+fn batch_call(collector: &crate::audit::CollectorSettings, batch: &[String]) -> Call {
+    Call {
+        kind: CallKind::AuditBatch,
+        cluster: collector.cluster.clone(),
+        headers: vec![
+            (":method", "POST".into()),
+            (":path", collector.path.clone()),
+            (":authority", collector.authority.clone()),
+            ("content-type", "application/x-ndjson".into()),
+        ],
+        body: Some(batch_body(batch)),
+        timeout_ms: collector.timeout_ms,
+    }
+}
+
 /// State of one worker.
 #[derive(Debug)]
 pub struct Worker {
@@ -495,20 +511,33 @@ impl Worker {
         if batch.is_empty() {
             return None;
         }
-        let body = batch_body(&batch);
+        let call = batch_call(collector, &batch);
         state.batch = Some(batch);
-        Some(Call {
-            kind: CallKind::AuditBatch,
-            cluster: collector.cluster.clone(),
-            headers: vec![
-                (":method", "POST".into()),
-                (":path", collector.path.clone()),
-                (":authority", collector.authority.clone()),
-                ("content-type", "application/x-ndjson".into()),
-            ],
-            body: Some(body),
-            timeout_ms: collector.timeout_ms,
-        })
+        Some(call)
+    }
+
+    /// Whether a batch of audit lines is out to the collector.
+    pub fn audit_in_flight(&self) -> bool {
+        self.audit.as_ref().is_some_and(|a| a.batch.is_some())
+    }
+
+    /// The worker is going (after [`Worker::stop`]): one call that ships
+    /// everything still queued, now, whatever the flush period, batch size
+    /// or back-off (nothing retries after this). `None` when nothing is
+    /// queued or a batch is still out (ask again once it is answered).
+    pub fn last_audit_call(&mut self) -> Option<Call> {
+        let collector = self.config.audit.as_ref()?.collector.as_ref()?;
+        let state = self.audit.as_mut()?;
+        if state.batch.is_some() {
+            return None;
+        }
+        let batch = state.queue.as_mut()?.take_all();
+        if batch.is_empty() {
+            return None;
+        }
+        let call = batch_call(collector, &batch);
+        state.batch = Some(batch);
+        Some(call)
     }
 
     /// The shim dispatched (or failed to dispatch) a call [`Worker::tick`]
