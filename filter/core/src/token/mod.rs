@@ -33,6 +33,8 @@ mod key;
 mod sig;
 
 #[cfg(test)]
+mod published;
+#[cfg(test)]
 mod tests;
 #[cfg(all(test, feature = "published-vectors"))]
 mod vectors;
