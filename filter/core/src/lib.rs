@@ -26,6 +26,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod bind;
 pub mod config;
 pub mod engine;
 pub mod inspect;
