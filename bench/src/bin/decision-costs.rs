@@ -235,6 +235,7 @@ fn run() -> Result<(), String> {
         token: Some(&verified),
         mtls: false,
         flagged: false,
+        bound: false,
     };
     let connectivity = Connectivity::default();
     let eval = measure(plan, || policy.evaluate(&connectivity, message, &facts));

@@ -78,6 +78,10 @@ pub enum BindError {
     Busy,
     /// The answer to a bind request cannot be used (client side).
     BadAnswer(&'static str),
+    /// The token's `cnf` names an ML-KEM key and the request has no proof.
+    Required,
+    /// The request carries a proof but no bearer token to bind it to.
+    NoToken,
 }
 
 impl BindError {
@@ -85,7 +89,7 @@ impl BindError {
     /// again), `clock_skew` (fix the clock), or `invalid_binding`.
     pub fn hint(&self) -> &'static str {
         match self {
-            Self::Expired | Self::UnknownSecret => "rebind",
+            Self::Expired | Self::UnknownSecret | Self::Required => "rebind",
             Self::OutsideWindow => "clock_skew",
             _ => "invalid_binding",
         }
@@ -105,6 +109,8 @@ impl BindError {
             Self::Replayed => "binding_replayed",
             Self::Busy => "binding_busy",
             Self::BadAnswer(_) => "binding_bad_answer",
+            Self::Required => "binding_required",
+            Self::NoToken => "binding_without_token",
         }
     }
 }
@@ -125,6 +131,10 @@ impl std::fmt::Display for BindError {
             Self::Replayed => f.write_str("the proof was used before"),
             Self::Busy => f.write_str("too many live proofs to remember"),
             Self::BadAnswer(why) => write!(f, "bind answer: {why}"),
+            Self::Required => {
+                f.write_str("the token is confirmed for an ML-KEM key: a binding proof is required")
+            }
+            Self::NoToken => f.write_str("a binding proof needs a bearer token"),
         }
     }
 }
@@ -206,6 +216,109 @@ fn key_check(key: &Key32, id: &str) -> [u8; 16] {
     out
 }
 
+/// The `binding` section as written in the configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBinding {
+    secrets: Vec<RawSecret>,
+    #[serde(default = "default_ttl")]
+    ttl_seconds: u64,
+    #[serde(default = "default_window")]
+    window_seconds: u64,
+    #[serde(default = "default_true")]
+    require_for_cnf: bool,
+    #[serde(default = "default_true")]
+    allow_unconfirmed_tokens: bool,
+    #[serde(default = "default_replay")]
+    replay_capacity: usize,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    kid: String,
+    secret: String,
+}
+
+fn default_ttl() -> u64 {
+    3600
+}
+fn default_window() -> u64 {
+    60
+}
+fn default_true() -> bool {
+    true
+}
+fn default_replay() -> usize {
+    100_000
+}
+
+/// Compiled binding settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingSettings {
+    /// The first binds; all verify (rotation: add a new one first, retire
+    /// the old one after `ttl_seconds`).
+    pub secrets: Vec<Secret>,
+    /// How long a binding lasts.
+    pub ttl_seconds: u64,
+    /// How far a proof's time may be from the filter's clock.
+    pub window_seconds: u64,
+    /// A token whose `cnf` names an ML-KEM key is refused without a proof.
+    pub require_for_cnf: bool,
+    /// Tokens without `cnf` may bind.
+    pub allow_unconfirmed_tokens: bool,
+    /// Live proofs remembered per worker against replay.
+    pub replay_capacity: usize,
+}
+
+/// Validates the `binding` section.
+pub fn compile(raw: RawBinding) -> Result<BindingSettings, String> {
+    if raw.secrets.is_empty() {
+        return Err("binding.secrets: at least one secret".into());
+    }
+    let mut secrets: Vec<Secret> = Vec::with_capacity(raw.secrets.len());
+    for (i, s) in raw.secrets.into_iter().enumerate() {
+        let valid_kid = !s.kid.is_empty()
+            && s.kid.len() <= 64
+            && s.kid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid_kid {
+            return Err(format!(
+                "binding.secrets[{i}].kid: 1 to 64 characters from A-Z a-z 0-9 - _"
+            ));
+        }
+        if secrets.iter().any(|x| x.kid == s.kid) {
+            return Err(format!(
+                "binding.secrets[{i}].kid {:?} appears twice",
+                s.kid
+            ));
+        }
+        let bytes = base64url_decode(s.secret.as_bytes())
+            .map_err(|_| format!("binding.secrets[{i}].secret: not base64url"))?;
+        if bytes.len() < 32 {
+            return Err(format!(
+                "binding.secrets[{i}].secret: at least 32 bytes (base64url), got {}",
+                bytes.len()
+            ));
+        }
+        secrets.push(Secret { kid: s.kid, bytes });
+    }
+    if raw.ttl_seconds == 0 || raw.window_seconds == 0 || raw.replay_capacity == 0 {
+        return Err(
+            "binding: ttl_seconds, window_seconds and replay_capacity must be positive".into(),
+        );
+    }
+    Ok(BindingSettings {
+        secrets,
+        ttl_seconds: raw.ttl_seconds,
+        window_seconds: raw.window_seconds,
+        require_for_cnf: raw.require_for_cnf,
+        allow_unconfirmed_tokens: raw.allow_unconfirmed_tokens,
+        replay_capacity: raw.replay_capacity,
+    })
+}
+
 /// What the filter answers to a bind request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issued {
@@ -264,6 +377,11 @@ impl Issued {
             key_check: check,
         })
     }
+}
+
+/// The `mlkem#S3-256` thumbprint a token's `cnf` claim names, if any.
+pub fn cnf_thumbprint(claims: &crate::token::Claims) -> Option<&str> {
+    claims.get("cnf")?.get(CNF_MEMBER)?.as_str()
 }
 
 /// Checks an encapsulation key against a token's `cnf` thumbprint, if any.

@@ -37,6 +37,8 @@ struct RawConfig {
     #[serde(default)]
     audit: Option<crate::audit::RawAudit>,
     #[serde(default)]
+    binding: Option<crate::bind::RawBinding>,
+    #[serde(default)]
     request_log: RequestLog,
 }
 
@@ -151,6 +153,9 @@ pub struct Config {
     pub auth: Option<crate::auth::AuthConfig>,
     /// The audit trail; `None` means no audit records.
     pub audit: Option<crate::audit::AuditSettings>,
+    /// ML-KEM bound sessions (`binding`); `None`: no bind endpoint, proofs
+    /// are not checked.
+    pub binding: Option<crate::bind::BindingSettings>,
     /// Which requests get a `pqguard.request` log line (`request_log`).
     pub request_log: RequestLog,
 }
@@ -171,6 +176,7 @@ impl Default for Config {
             policy: None,
             auth: None,
             audit: None,
+            binding: None,
             request_log: RequestLog::All,
         })
     }
@@ -237,6 +243,9 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.mcp.allow_methods.iter().any(|m| m.is_empty()) {
         return err("mcp.allow_methods entries must not be empty");
     }
+    if raw.binding.is_some() && raw.auth.is_none() {
+        return err("binding needs auth: a binding ties a verified token to a key");
+    }
     Ok(Config {
         tls_group_key: raw.filter_state.tls_group,
         tls_cipher_key: raw.filter_state.tls_cipher,
@@ -267,6 +276,11 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         audit: raw
             .audit
             .map(crate::audit::settings::compile)
+            .transpose()
+            .map_err(ConfigError)?,
+        binding: raw
+            .binding
+            .map(crate::bind::compile)
             .transpose()
             .map_err(ConfigError)?,
         request_log: raw.request_log,

@@ -309,6 +309,13 @@ pub fn request_id() -> Option<String> {
     property(vec!["request", "id"]).filter(|s| !s.is_empty())
 }
 
+/// 32 random bytes (WASI `random_get`): the seed of the binding DRBG.
+pub fn random32() -> Option<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).ok()?;
+    Some(b)
+}
+
 /// 8 random bytes (WASI `random_get`, served by the host).
 pub fn random8() -> Option<[u8; 8]> {
     let mut b = [0u8; 8];

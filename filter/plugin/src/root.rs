@@ -150,6 +150,16 @@ impl RootContext for Root {
         match started {
             Ok(mut worker) => {
                 worker.set_info_logged(host::info_logged());
+                if worker.wants_random() {
+                    // Without it every bind request is refused (500).
+                    match host::random32() {
+                        Some(seed) => worker.seed_random(&seed),
+                        None => host::log(
+                            LogLevel::Error,
+                            "pqguard: no randomness from the host; bind requests will be refused",
+                        ),
+                    }
+                }
                 let vm = Rc::new(Vm::new(worker));
                 vm.run(out);
                 self.vm = Some(vm);

@@ -42,6 +42,8 @@ use super::effects::{metric_part, Effects, Level};
 use super::shared::{self, SharedStore};
 use super::worker::Worker;
 
+mod binding;
+
 /// Marker of alert lines (downgrade, pin violation, latency spike, flagging).
 pub const ALERT_MARKER: &str = "pqguard.alert";
 
@@ -206,6 +208,12 @@ pub struct Exchange {
     /// The audit record of this request, written once its outcome is known
     /// (refusals at once; forwarded requests when the answer starts).
     audit: Option<audit::DecisionRecord>,
+    /// A request for the ML-KEM bind endpoint.
+    bind_endpoint: bool,
+    /// The request's binding proof, read on the head, checked with the body.
+    proof: Option<crate::bind::Proof>,
+    /// The proof held: the request is bound to its token's key.
+    bound: bool,
 }
 
 impl Default for Exchange {
@@ -241,6 +249,9 @@ impl Exchange {
             pending: None,
             bodyless: false,
             audit: None,
+            bind_endpoint: false,
+            proof: None,
+            bound: false,
         }
     }
 
@@ -329,10 +340,17 @@ impl Exchange {
             self.phase = Phase::Refused;
             return Action::Reply(reply);
         }
-        self.verdict = head::check_head(w.config(), &self.head);
+        self.bind_endpoint = self.is_bind_request(w);
+        self.verdict = if self.bind_endpoint {
+            // Not an MCP message: the bind body is read by `serve_bind`.
+            HeadVerdict::InspectBody
+        } else {
+            head::check_head(w.config(), &self.head)
+        };
         let early = self
             .authenticate(w, store, out)
-            .and_then(|()| self.check_downgrade(w, store, start.peer_certificate_digest, out));
+            .and_then(|()| self.check_downgrade(w, store, start.peer_certificate_digest, out))
+            .and_then(|()| self.binding_head(w));
         if let Err(rejection) = early {
             if self.verdict == HeadVerdict::InspectBody && !start.end_of_stream {
                 // Hold the request and read the body for its id; nothing is forwarded.
@@ -357,6 +375,9 @@ impl Exchange {
                     self.bodyless = true;
                     self.phase = Phase::Buffering;
                     return Action::Pause;
+                }
+                if let Err(rejection) = self.check_proof(w, b"") {
+                    return self.refuse(w, out, rejection);
                 }
                 self.forward(w, out, Self::record)
             }
@@ -431,8 +452,14 @@ impl Exchange {
                 return self.refuse(w, out, r);
             }
         };
+        if self.bind_endpoint && self.pending.is_none() {
+            return self.serve_bind(w, out, body);
+        }
         if self.bodyless {
             if body.is_empty() {
+                if let Err(rejection) = self.check_proof(w, body) {
+                    return self.refuse(w, out, rejection);
+                }
                 return self.forward(w, out, Self::record);
             }
             let r = Rejection::new(
@@ -473,6 +500,14 @@ impl Exchange {
             Err(rejection) => return self.refuse(w, out, rejection),
         };
         let verdict = head::validate(w.config(), &self.head, &inspected)
+            .and_then(|()| {
+                let id = if inspected.batch {
+                    None
+                } else {
+                    inspected.messages.first().and_then(|m| m.id)
+                };
+                self.check_proof(w, body).map_err(|r| r.with_id(id))
+            })
             .and_then(|()| self.check_param_headers(w, store, &inspected, out))
             .and_then(|()| self.apply_policy(w, store, &inspected, out));
         if let Err(rejection) = verdict {
@@ -892,6 +927,7 @@ impl Exchange {
             token: self.token.as_deref(),
             mtls: self.mtls,
             flagged: self.flagged,
+            bound: self.bound,
         }
     }
 

@@ -55,6 +55,8 @@ fn worker(config: Value, store: &dyn SharedStore) -> Worker {
 struct Outcome {
     /// The local reply, if refused.
     reply: Option<(u16, Value)>,
+    /// Its headers.
+    reply_headers: Vec<(&'static str, String)>,
     /// Whether the request reached the upstream.
     forwarded: bool,
     /// Everything the engine asked for besides.
@@ -179,14 +181,18 @@ fn send(w: &mut Worker, store: &dyn SharedStore, req: &Req) -> Outcome {
         assert_eq!(n, body.len(), "the engine asks for the whole body");
         action = ex.request_body(w, store, Ok(&body[..n]), &mut out);
     }
+    let mut reply_headers = Vec::new();
     let (reply, forwarded) = match action {
-        Action::Reply(r) => (
-            Some((
-                r.status,
-                serde_json::from_str(&r.body).unwrap_or(Value::Null),
-            )),
-            false,
-        ),
+        Action::Reply(r) => {
+            reply_headers = r.headers.clone();
+            (
+                Some((
+                    r.status,
+                    serde_json::from_str(&r.body).unwrap_or(Value::Null),
+                )),
+                false,
+            )
+        }
         Action::Continue => (None, true),
         Action::ContinueWithRequestHeader("accept-encoding", "identity") => (None, true),
         other => panic!("unexpected final action {other:?}"),
@@ -195,6 +201,7 @@ fn send(w: &mut Worker, store: &dyn SharedStore, req: &Req) -> Outcome {
     assert_eq!(!forwarded, ex.refused());
     Outcome {
         reply,
+        reply_headers,
         forwarded,
         out,
         exchange: ex,
@@ -1503,4 +1510,293 @@ fn a_tools_list_answer_compressed_anyway_is_refused_without_being_buffered() {
         &Req::post(r#"{"jsonrpc":"2.0","id":"l-1","method":"tools/list"}"#),
     );
     assert_eq!(answer(&mut w, &store, &mut plain, TOOLS), None);
+}
+
+// ---- ML-KEM bound sessions ----------------------------------------------
+
+mod binding {
+    use super::*;
+    use crate::bind::{self, ClientKey, Issued, Proof, Signed, BIND_PATH, PROOF_HEADER};
+    use crate::token::base64url_encode;
+
+    const SECRET: &str = "c2VjcmV0LW9mLWF0LWxlYXN0LXRoaXJ0eS10d28tYnl0ZXMh";
+
+    struct Setup {
+        pq: PrivateKey,
+        config: Value,
+    }
+
+    fn setup(extra_rules: Value) -> Setup {
+        let pq = key(Algorithm::MlDsa65, "k65");
+        let mut rules = vec![json!({"name": "callers", "effect": "allow",
+            "match": {"methods": ["tools/call", "tools/list"]}, "when": {"authenticated": true}})];
+        if let Value::Array(more) = extra_rules {
+            rules.extend(more);
+        }
+        let config = json!({
+            "auth": {"audience": AUD, "issuers": [ISS], "jwks": jwks(&[&pq])},
+            "binding": {"secrets": [{"kid": "b1", "secret": SECRET}], "ttl_seconds": 600,
+                        "window_seconds": 30},
+            "policy": {"rules": rules},
+        });
+        Setup { pq, config }
+    }
+
+    fn bound_worker(config: &Value, store: &dyn SharedStore) -> Worker {
+        let mut w = worker(config.clone(), store);
+        assert!(w.wants_random());
+        w.seed_random(&[4; 32]);
+        assert!(!w.wants_random());
+        w
+    }
+
+    fn token_with(k: &PrivateKey, extra: Value) -> String {
+        let now = (NOW_MS / 1000) as i64;
+        let mut claims = json!({"iss": ISS, "aud": AUD, "sub": "alice", "scope": "tools:call",
+                                "iat": now, "exp": now + 300});
+        if let (Value::Object(c), Value::Object(e)) = (&mut claims, extra) {
+            c.extend(e);
+        }
+        let Value::Object(claims) = claims else {
+            unreachable!()
+        };
+        mint(k, &claims).unwrap()
+    }
+
+    fn bind_request(token: &str, ek: &[u8]) -> Req {
+        Req {
+            path: BIND_PATH,
+            ..Req::post(&json!({"ek": base64url_encode(ek)}).to_string())
+        }
+        .bearer(token)
+    }
+
+    /// Binds and opens the answer: (binding id, key).
+    fn bind_now(
+        w: &mut Worker,
+        store: &dyn SharedStore,
+        token: &str,
+        client: &ClientKey,
+    ) -> (String, [u8; 32]) {
+        let o = send(w, store, &bind_request(token, &client.encapsulation_key()));
+        let (status, body) = o.reply.clone().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(o.out.counted("pqguard.binding.issued") == 1);
+        let issued = Issued::from_json(body.to_string().as_bytes()).unwrap();
+        (issued.id.clone(), client.open(&issued).unwrap())
+    }
+
+    fn proven(req: Req, token: &str, id: &str, key: &[u8; 32], ts: u64, nonce: u8) -> Req {
+        let body = req.body.clone().unwrap_or_default();
+        let proof = Proof::new(
+            id,
+            key,
+            &Signed {
+                method: req.method,
+                path: req.path,
+                body_digest: &bind::sha3(&body),
+                ts,
+                nonce: &[nonce; 16],
+                token_digest: &crate::token::token_digest(token),
+            },
+        );
+        req.header(PROOF_HEADER, &proof.to_header())
+    }
+
+    fn challenge(o: &Outcome) -> String {
+        o.reply_headers
+            .iter()
+            .find(|(k, _)| *k == "www-authenticate")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    const NOW_S: u64 = NOW_MS / 1000;
+
+    #[test]
+    fn a_bound_request_passes_and_a_replayed_or_altered_one_gets_401() {
+        let s = setup(json!([]));
+        let store = MemoryStore::new();
+        let mut w = bound_worker(&s.config, &store);
+        let token = token_with(&s.pq, json!({}));
+        let client = ClientKey::from_seed(&[8; 64]);
+        let (id, key) = bind_now(&mut w, &store, &token, &client);
+        assert!(id.starts_with("b1."), "{id}");
+        let call = || Req::call("c-1", "echo").bearer(&token);
+        let ok = send(&mut w, &store, &proven(call(), &token, &id, &key, NOW_S, 1));
+        assert!(ok.forwarded, "{:?}", ok.reply);
+        // The same proof again: a replay.
+        let again = send(&mut w, &store, &proven(call(), &token, &id, &key, NOW_S, 1));
+        assert_eq!(again.error(), (Some(401), json!(-32001), json!("c-1")));
+        assert!(
+            challenge(&again).contains("pqguard_binding=\"invalid_binding\""),
+            "{}",
+            challenge(&again)
+        );
+        assert_eq!(again.record()["reason_code"], "binding_replayed");
+        // A proof for another body.
+        let mut other = proven(call(), &token, &id, &key, NOW_S, 2);
+        other.body = Req::call("c-1", "run_python").body;
+        let o = send(&mut w, &store, &other);
+        assert_eq!(o.status(), Some(401));
+        assert_eq!(o.record()["reason_code"], "binding_bad_mac");
+        // The right key, but a clock 40 s off (window 30 s).
+        let skewed = send(
+            &mut w,
+            &store,
+            &proven(call(), &token, &id, &key, NOW_S - 40, 3),
+        );
+        assert_eq!(skewed.status(), Some(401));
+        assert!(challenge(&skewed).contains("pqguard_binding=\"clock_skew\""));
+        // A stolen token with a guessed key: no.
+        let guessed = send(
+            &mut w,
+            &store,
+            &proven(call(), &token, &id, &[0; 32], NOW_S, 4),
+        );
+        assert_eq!(guessed.status(), Some(401));
+        // Another worker (another Envoy with the same secret) recomputes the key.
+        let mut other_worker = bound_worker(&s.config, &MemoryStore::new());
+        let there = send(
+            &mut other_worker,
+            &store,
+            &proven(call(), &token, &id, &key, NOW_S, 5),
+        );
+        assert!(there.forwarded, "{:?}", there.reply);
+    }
+
+    #[test]
+    fn an_expired_binding_asks_the_client_to_bind_again() {
+        let s = setup(json!([]));
+        let store = MemoryStore::new();
+        let mut w = bound_worker(&s.config, &store);
+        let token = token_with(&s.pq, json!({}));
+        let (id, key) = bind_now(&mut w, &store, &token, &ClientKey::from_seed(&[8; 64]));
+        let (_, exp) = Proof::id_parts(&id).unwrap();
+        assert_eq!(exp, NOW_S + 300, "never beyond the token's exp (ttl 600)");
+        // The token itself has expired too by then: use a longer one.
+        let long = token_with(&s.pq, json!({"exp": NOW_S + 3600}));
+        let (id, key2) = bind_now(&mut w, &store, &long, &ClientKey::from_seed(&[8; 64]));
+        let (_, exp) = Proof::id_parts(&id).unwrap();
+        let late = Req {
+            now_ms: Some((exp + 1) * 1000),
+            ..Req::call("e-1", "echo").bearer(&long)
+        };
+        let o = send(&mut w, &store, &proven(late, &long, &id, &key2, exp + 1, 1));
+        assert_eq!(o.status(), Some(401));
+        assert!(
+            challenge(&o).contains("pqguard_binding=\"rebind\""),
+            "{}",
+            challenge(&o)
+        );
+        assert_ne!(key, key2, "another token, another key");
+    }
+
+    #[test]
+    fn a_token_confirmed_for_a_key_binds_that_key_only_and_needs_a_proof() {
+        let s = setup(json!([]));
+        let store = MemoryStore::new();
+        let mut w = bound_worker(&s.config, &store);
+        let mine = ClientKey::from_seed(&[8; 64]);
+        let print = bind::thumbprint(&mine.encapsulation_key());
+        let token = token_with(&s.pq, json!({"cnf": {"mlkem#S3-256": print}}));
+        let thief = ClientKey::from_seed(&[9; 64]);
+        let o = send(
+            &mut w,
+            &store,
+            &bind_request(&token, &thief.encapsulation_key()),
+        );
+        assert_eq!(o.status(), Some(403));
+        assert_eq!(o.record()["reason_code"], "binding_key_not_confirmed");
+        // Without a proof the confirmed token is refused.
+        let bare = send(&mut w, &store, &Req::call("n-1", "echo").bearer(&token));
+        assert_eq!(bare.status(), Some(401));
+        assert!(challenge(&bare).contains("pqguard_binding=\"rebind\""));
+        let (id, key) = bind_now(&mut w, &store, &token, &mine);
+        let ok = send(
+            &mut w,
+            &store,
+            &proven(
+                Req::call("n-2", "echo").bearer(&token),
+                &token,
+                &id,
+                &key,
+                NOW_S,
+                1,
+            ),
+        );
+        assert!(ok.forwarded, "{:?}", ok.reply);
+    }
+
+    #[test]
+    fn a_rule_can_demand_binding_and_binding_is_not_a_post_quantum_transport() {
+        let s = setup(json!([
+            {"name": "python-bound", "effect": "require", "match": {"tools": ["run_python"]},
+             "when": {"bound": true}},
+            {"name": "python-pq", "effect": "require", "match": {"tools": ["run_python"]},
+             "when": {"min_kex": "hybrid-pq"}}
+        ]));
+        let store = MemoryStore::new();
+        let mut w = bound_worker(&s.config, &store);
+        let token = token_with(&s.pq, json!({}));
+        let (id, key) = bind_now(&mut w, &store, &token, &ClientKey::from_seed(&[8; 64]));
+        let python = || Req::call("p-1", "run_python").bearer(&token);
+        let unbound = send(&mut w, &store, &python());
+        assert_eq!(unbound.status(), Some(403));
+        let bound = send(
+            &mut w,
+            &store,
+            &proven(python(), &token, &id, &key, NOW_S, 1),
+        );
+        assert!(bound.forwarded, "{:?}", bound.reply);
+        // Bound, but over a classical handshake: min_kex still fails.
+        let classical = send(
+            &mut w,
+            &store,
+            &proven(python().over(Some(CLASSICAL)), &token, &id, &key, NOW_S, 2),
+        );
+        assert_eq!(classical.status(), Some(403));
+        // echo needs neither.
+        assert!(send(&mut w, &store, &Req::call("p-2", "echo").bearer(&token)).forwarded);
+    }
+
+    #[test]
+    fn bind_requests_are_checked_before_anything_is_issued() {
+        let s = setup(json!([]));
+        let store = MemoryStore::new();
+        let mut w = bound_worker(&s.config, &store);
+        let token = token_with(&s.pq, json!({}));
+        let ek = ClientKey::from_seed(&[8; 64]).encapsulation_key();
+        // No token.
+        let anonymous = Req {
+            path: BIND_PATH,
+            ..Req::post(&json!({"ek": base64url_encode(&ek)}).to_string())
+        };
+        assert_eq!(send(&mut w, &store, &anonymous).status(), Some(401));
+        // Not POST.
+        let get = Req::get(BIND_PATH).bearer(&token);
+        assert_eq!(send(&mut w, &store, &get).status(), Some(405));
+        // A short key, and a body that is not the bind request.
+        assert_eq!(
+            send(&mut w, &store, &bind_request(&token, &ek[..100])).status(),
+            Some(400)
+        );
+        let junk = Req {
+            path: BIND_PATH,
+            ..Req::post("[1,2]")
+        }
+        .bearer(&token);
+        assert_eq!(send(&mut w, &store, &junk).status(), Some(400));
+        // Without randomness from the host: refused, never a predictable binding.
+        let mut unseeded = worker(s.config.clone(), &store);
+        assert_eq!(
+            send(&mut unseeded, &store, &bind_request(&token, &ek)).status(),
+            Some(500)
+        );
+        // Two bindings of the same key and token differ.
+        let client = ClientKey::from_seed(&[8; 64]);
+        let (a, _) = bind_now(&mut w, &store, &token, &client);
+        let (b, _) = bind_now(&mut w, &store, &token, &client);
+        assert_ne!(a, b);
+    }
 }

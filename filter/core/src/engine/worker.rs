@@ -185,6 +185,10 @@ pub struct Worker {
     jwks: JwksSchedule,
     fast_tick: bool,
     info_logged: bool,
+    /// Binding proofs accepted within their window (with `binding`).
+    replay: Option<crate::bind::ReplayCache>,
+    /// Randomness for bindings, seeded from the host ([`Worker::seed_random`]).
+    drbg: Option<crate::bind::Drbg>,
 }
 
 impl Worker {
@@ -197,6 +201,10 @@ impl Worker {
             .and_then(|a| a.inline_keys.clone())
             .map(Arc::new);
         let capacity = config.auth.as_ref().map_or(1, |a| a.cache_capacity);
+        let replay = config
+            .binding
+            .as_ref()
+            .map(|b| crate::bind::ReplayCache::new(b.replay_capacity));
         Self {
             config,
             keys,
@@ -207,6 +215,41 @@ impl Worker {
             jwks: JwksSchedule::new(),
             fast_tick: false,
             info_logged: true,
+            replay,
+            drbg: None,
+        }
+    }
+
+    /// Whether the worker needs randomness from the host (for bindings)
+    /// that it has not had yet: give it with [`Worker::seed_random`].
+    pub fn wants_random(&self) -> bool {
+        self.config.binding.is_some() && self.drbg.is_none()
+    }
+
+    /// Seeds the worker's random generator (at least 32 bytes from the
+    /// host's CSPRNG, once after start).
+    pub fn seed_random(&mut self, seed: &[u8]) {
+        self.drbg = Some(crate::bind::Drbg::new(seed));
+    }
+
+    /// Fresh randomness for one binding; `None` until seeded.
+    pub(super) fn binding_random(&mut self) -> Option<[u8; crate::bind::BIND_RANDOM_LEN]> {
+        let drbg = self.drbg.as_mut()?;
+        let mut out = [0u8; crate::bind::BIND_RANDOM_LEN];
+        drbg.fill(&mut out);
+        Some(out)
+    }
+
+    /// Records an accepted binding proof; `Err` for a replay.
+    pub(super) fn check_replay(
+        &mut self,
+        proof: &crate::bind::Proof,
+        now: u64,
+        window_seconds: u64,
+    ) -> Result<(), crate::bind::BindError> {
+        match self.replay.as_mut() {
+            Some(cache) => cache.check(proof, now, window_seconds),
+            None => Ok(()),
         }
     }
 

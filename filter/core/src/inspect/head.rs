@@ -9,7 +9,7 @@ use crate::outcome::reject::{Reason, Rejection};
 
 /// Headers that must appear at most once: a second copy is a classic way to
 /// make two components read one request two ways.
-const SINGLE_HEADERS: [&str; 10] = [
+const SINGLE_HEADERS: [&str; 11] = [
     ":method",
     ":path",
     "content-type",
@@ -20,6 +20,7 @@ const SINGLE_HEADERS: [&str; 10] = [
     "mcp-name",
     "mcp-session-id",
     "authorization",
+    crate::bind::PROOF_HEADER,
 ];
 
 /// The parts of the request head pqguard uses, copied out of the host once.
@@ -39,6 +40,8 @@ pub struct RequestHead {
     pub protocol_version: Option<String>,
     /// `Authorization` (the bearer token; never logged).
     pub authorization: Option<String>,
+    /// `PQGuard-Binding` (an ML-KEM binding proof), raw.
+    pub binding: Option<String>,
     /// `Mcp-Session-Id` (2025-03-26 to 2025-11-25; ignored in 2026-07-28).
     pub session_id: Option<String>,
     /// `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` (2026-07-28 mirrors).
@@ -126,6 +129,7 @@ impl RequestHead {
                 "mcp-name" => head.mirrors.name = Some(value),
                 "mcp-session-id" => head.session_id = Some(value),
                 "authorization" => head.authorization = Some(value),
+                crate::bind::PROOF_HEADER => head.binding = Some(value),
                 _ => {
                     if let Some(p) = param {
                         if head.mirrors.params.iter().any(|(n, _)| n == p) {

@@ -89,6 +89,10 @@ pub struct Rejection {
     /// Finer reason code for logs and metrics (e.g. the token error or the
     /// policy deny reason), when there is one.
     pub code: Option<&'static str>,
+    /// For a refused ML-KEM binding: what the client should do
+    /// (`pqguard_binding` in `WWW-Authenticate`: `rebind`, `clock_skew`,
+    /// `invalid_binding`).
+    pub binding: Option<&'static str>,
 }
 
 impl Rejection {
@@ -100,6 +104,7 @@ impl Rejection {
             detail: detail.into(),
             scope: None,
             code: None,
+            binding: None,
         }
     }
 }
@@ -139,6 +144,7 @@ impl From<McpError> for Rejection {
             detail: e.to_string(),
             scope: None,
             code: None,
+            binding: None,
         }
     }
 }

@@ -83,7 +83,12 @@ pub fn local_reply_with(rejection: &Rejection, resource_metadata: Option<&str>) 
     match (rejection.reason, rejection.scope.as_deref()) {
         (Reason::Unauthorized, _) => headers.push((
             "www-authenticate",
-            format!("Bearer {metadata}error=\"invalid_token\""),
+            match rejection.binding {
+                Some(hint) => {
+                    format!("Bearer {metadata}error=\"invalid_token\", pqguard_binding=\"{hint}\"")
+                }
+                None => format!("Bearer {metadata}error=\"invalid_token\""),
+            },
         )),
         (Reason::Forbidden, Some(scope)) => headers.push((
             "www-authenticate",

@@ -111,6 +111,8 @@ struct RawConditions {
     mtls: bool,
     #[serde(default)]
     not_flagged: bool,
+    #[serde(default)]
+    bound: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +221,7 @@ struct Conditions {
     min_token_class: Option<SignatureClass>,
     mtls: bool,
     not_flagged: bool,
+    bound: bool,
 }
 
 /// A compiled policy.
@@ -246,6 +249,9 @@ pub struct Facts<'r> {
     pub mtls: bool,
     /// Whether the caller's identity is flagged.
     pub flagged: bool,
+    /// Whether the request carried a valid ML-KEM binding proof for its
+    /// token (proof of possession; says nothing about the transport).
+    pub bound: bool,
 }
 
 /// Why a request was denied (the detail goes to log and audit only).
@@ -448,6 +454,7 @@ pub fn compile(raw: RawPolicy) -> Result<Policy, PolicyError> {
             && min_token_class.is_none()
             && !w.mtls
             && !w.not_flagged
+            && !w.bound
             && !w.authenticated
         {
             return Err(PolicyError(format!(
@@ -472,6 +479,7 @@ pub fn compile(raw: RawPolicy) -> Result<Policy, PolicyError> {
                 min_token_class,
                 mtls: w.mtls,
                 not_flagged: w.not_flagged,
+                bound: w.bound,
             },
         });
     }
@@ -606,6 +614,9 @@ fn failed_condition(c: &Conditions, f: &Facts<'_>) -> Option<(String, Option<Str
     }
     if c.not_flagged && f.flagged {
         return Some(("identity is flagged".into(), None));
+    }
+    if c.bound && !f.bound {
+        return Some(("an ML-KEM bound request is required".into(), None));
     }
     None
 }

@@ -68,6 +68,7 @@ fn decide(
         token: tok,
         mtls: false,
         flagged: false,
+        bound: false,
     };
     p.evaluate(c, &i.messages[0], &f)
 }
@@ -345,6 +346,7 @@ fn every_condition_can_fail() {
             token: Some(&t),
             mtls,
             flagged,
+            bound: false,
         };
         let got = matches!(
             p.evaluate(&Connectivity::default(), &i.messages[0], &f),
