@@ -88,7 +88,18 @@ def call(topology: Topology, token: str, tool: str = "echo", *, binding: Binding
         path += "&x=1"
     with httpx.Client(trust_env=False, timeout=30) as http:
         response = http.post(origin(topology) + path, content=body, headers=headers)
+    SENT[proof or ""] = (path, body, headers)
     return response, proof or ""
+
+
+# What was sent with each proof, so a test can send exactly the same request again.
+SENT: dict[str, tuple[str, bytes, dict[str, str]]] = {}
+
+
+def resend(topology: Topology, proof: str) -> httpx.Response:
+    path, body, headers = SENT[proof]
+    with httpx.Client(trust_env=False, timeout=30) as http:
+        return http.post(origin(topology) + path, content=body, headers=headers)
 
 
 def challenge(response: httpx.Response) -> str:
@@ -124,9 +135,12 @@ def test_replayed_or_altered_proofs_are_refused(edge: Topology, keys: Keys) -> N
         binding = client.bind(http, origin(edge), token)
     first, proof = call(edge, token, binding=binding)
     assert first.status_code == 200, first.text
-    # The same proof again: a replay.
-    again, _ = call(edge, token, proof=proof)
+    # Exactly the same request again (a captured one, replayed): refused.
+    again = resend(edge, proof)
     assert again.status_code == 401, again.text
+    assert 'pqguard_binding="invalid_binding"' in challenge(again)
+    replayed = [r for r in edge.pqguard_records() if r.get("reason_code") == "binding_replayed"]
+    assert replayed, "the refusal names the replay"
     for tamper in ("body", "path"):
         altered, _ = call(edge, token, binding=binding, tamper=tamper)
         assert altered.status_code == 401, (tamper, altered.text)
