@@ -21,7 +21,7 @@ from conftest import start_extra_topology
 from harness import Topology, wait_until
 from harness.binding import PROOF_HEADER, Binding, BindingClient, b64e, thumbprint
 from harness.calls import modern_headers, modern_message, unique
-from harness.tokens import Issuer, SigningKey
+from harness.tokens import Issuer, SigningKey, run_cli
 
 ISS = "https://issuer.test"
 AUD = "https://mcp.test/mcp"
@@ -240,3 +240,34 @@ def test_the_binding_secret_rotates_under_load_without_losing_a_request(
     retired, _ = call(topo, token, binding=old)
     assert 'pqguard_binding="rebind"' in challenge(retired)
     assert call(topo, token, binding=new)[0].status_code == 200
+
+
+def test_the_command_line_client_binds_and_proves_through_envoy(edge: Topology, keys: Keys, tmp_path: Path) -> None:
+    """``pqguard bind key|open|proof`` (the core's own client code) with plain HTTP in between, and a
+    token confirmed for the CLI's key."""
+    key_file = tmp_path / "client.json"
+    key_file.write_text(run_cli("bind", "key"))
+    client = json.loads(key_file.read_text())
+    token = keys.token("dave", cnf=client["cnf"])
+    (tmp_path / "token").write_text(token + "\n")
+    with httpx.Client(trust_env=False, timeout=30) as http:
+        answer = http.post(origin(edge) + "/.well-known/pqguard/bind", content=json.dumps({"ek": client["ek"]}),
+                           headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    (tmp_path / "answer.json").write_text(answer.text)
+    (tmp_path / "binding.json").write_text(
+        run_cli("bind", "open", "--key", str(key_file), str(tmp_path / "answer.json")))
+    rpc_id = unique("cli-bind")
+    params = {"name": "echo", "arguments": {"text": "from the command line"}}
+    body = json.dumps(modern_message("tools/call", params, rpc_id)).encode()
+    (tmp_path / "body.json").write_bytes(body)
+    path = f"/mcp?case={rpc_id}"
+    header = run_cli("bind", "proof", "--binding", str(tmp_path / "binding.json"), "--token-file",
+                     str(tmp_path / "token"), "--path", path, str(tmp_path / "body.json")).strip()
+    headers = {**modern_headers("tools/call", params), "authorization": f"Bearer {token}", PROOF_HEADER: header}
+    with httpx.Client(trust_env=False, timeout=30) as http:
+        ok = http.post(origin(edge) + path, content=body, headers=headers)
+        assert ok.status_code == 200, ok.text
+        bare = http.post(origin(edge) + path, content=body,
+                         headers={**modern_headers("tools/call", params), "authorization": f"Bearer {token}"})
+    assert bare.status_code == 401 and 'pqguard_binding="rebind"' in challenge(bare)

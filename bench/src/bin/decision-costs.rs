@@ -327,8 +327,14 @@ fn binding_costs(plan: Plan, token: &str) -> Result<(), String> {
         };
         proof.verify(&secrets, &covered, NOW, 60).is_ok()
     });
-    println!("binding_proof_check,HMAC-SHA3-256,{:.2}", us(check.median_ns()));
-    println!("binding_proof_header_bytes,,{}", header.len() + "pqguard-binding: ".len());
+    println!(
+        "binding_proof_check,HMAC-SHA3-256,{:.2}",
+        us(check.median_ns())
+    );
+    println!(
+        "binding_proof_header_bytes,,{}",
+        header.len() + "pqguard-binding: ".len()
+    );
     Ok(())
 }
 

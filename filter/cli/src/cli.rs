@@ -37,6 +37,8 @@ pub enum Command {
     Pin(PinArgs),
     /// The audit trail, checked and summarised offline.
     Audit(AuditArgs),
+    /// ML-KEM bound sessions, the client side, for scripts (HTTP with curl or any client).
+    Bind(BindArgs),
     /// Shell completions on stdout.
     Completions(CompletionsArgs),
     /// Print the version.
@@ -191,6 +193,68 @@ pub struct PinArgs {
     /// A tools/list answer (JSON or event stream; stdin when absent).
     #[arg(value_name = "ANSWER_FILE")]
     pub answer: Option<String>,
+}
+
+/// `pqguard bind`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "A bound session from a shell (the protocol: README, \"Bound sessions\"):
+  pqguard bind key > client.json                       # keep it secret: it holds the ML-KEM seed
+  jq -c '{ek}' client.json | curl -s https://edge/.well-known/pqguard/bind \\
+      -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d @- > answer.json
+  pqguard bind open --key client.json answer.json > binding.json
+  pqguard bind proof --binding binding.json --token-file token --method POST --path /mcp body.json
+      # -> the value of the PQGuard-Binding header for that request"
+)]
+pub struct BindArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: BindCommand,
+}
+
+/// `pqguard bind` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BindCommand {
+    /// A new ML-KEM-768 key: JSON with the seed (secret), the encapsulation key and its cnf thumbprint.
+    Key,
+    /// Open the bind endpoint's answer with the key: JSON with the binding id, key and expiry.
+    Open(BindOpenArgs),
+    /// The PQGuard-Binding header value of one request.
+    Proof(BindProofArgs),
+}
+
+/// `pqguard bind open`.
+#[derive(Debug, Args)]
+pub struct BindOpenArgs {
+    /// The key file (`pqguard bind key`).
+    #[arg(long, value_name = "FILE")]
+    pub key: String,
+    /// The bind endpoint's JSON answer (stdin when absent or `-`).
+    #[arg(value_name = "ANSWER")]
+    pub answer: Option<String>,
+}
+
+/// `pqguard bind proof`.
+#[derive(Debug, Args)]
+pub struct BindProofArgs {
+    /// The binding (`pqguard bind open`).
+    #[arg(long, value_name = "FILE")]
+    pub binding: String,
+    /// The bearer token the request carries.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: String,
+    /// HTTP method.
+    #[arg(long, default_value = "POST")]
+    pub method: String,
+    /// `:path` exactly as sent, query included.
+    #[arg(long)]
+    pub path: String,
+    /// Unix seconds (default: now).
+    #[arg(long)]
+    pub ts: Option<u64>,
+    /// The request body (none when absent; `-` for stdin).
+    #[arg(value_name = "BODY")]
+    pub body: Option<String>,
 }
 
 /// `pqguard audit`.

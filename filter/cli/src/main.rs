@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod binding;
 mod cli;
 mod inspect;
 mod tokens;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{AuditCommand, Cli, Command};
+use cli::{AuditCommand, BindCommand, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,6 +29,11 @@ fn main() -> ExitCode {
         Command::Audit(a) => match &a.command {
             AuditCommand::Verify(v) => audit::verify(v),
             AuditCommand::Report(r) => audit::report(r),
+        },
+        Command::Bind(a) => match &a.command {
+            BindCommand::Key => binding::key(),
+            BindCommand::Open(o) => binding::open(o),
+            BindCommand::Proof(p) => binding::proof(p),
         },
         Command::Keygen(a) => tokens::keygen(a),
         Command::Jwks(a) => tokens::jwks(a),
