@@ -15,13 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from conftest import start_extra_topology
 from harness import Topology, wait_until
 from harness.binding import PROOF_HEADER, Binding, BindingClient, b64e, thumbprint
 from harness.calls import modern_headers, modern_message, unique
-from harness.tokens import Issuer, SigningKey, run_cli
+from harness.mcp_session import connect
+from harness.ports import free_ports
+from harness.processes import ManagedProcess
+from harness.tokens import Issuer, SigningKey, pqguard_cli, run_cli
 
 ISS = "https://issuer.test"
 AUD = "https://mcp.test/mcp"
@@ -51,7 +55,8 @@ def config(keys: Keys, *secrets: tuple[str, str], ttl: int = 600) -> dict[str, A
         "binding": {"secrets": [{"kid": kid, "secret": s} for kid, s in secrets], "ttl_seconds": ttl,
                     "window_seconds": 30},
         "policy": {"rules": [
-            {"name": "callers", "effect": "allow", "match": {"methods": ["tools/call", "tools/list"]},
+            {"name": "callers", "effect": "allow",
+             "match": {"methods": ["initialize", "notifications/initialized", "ping", "tools/call", "tools/list"]},
              "when": {"authenticated": True}},
             {"name": "python-bound", "effect": "require", "match": {"tools": ["run_python"]},
              "when": {"bound": True, "min_kex": "hybrid-pq"}},
@@ -271,3 +276,78 @@ def test_the_command_line_client_binds_and_proves_through_envoy(edge: Topology, 
         bare = http.post(origin(edge) + path, content=body,
                          headers={**modern_headers("tools/call", params), "authorization": f"Bearer {token}"})
     assert bare.status_code == 401 and 'pqguard_binding="rebind"' in challenge(bare)
+
+
+# -- pqguard proxy: any MCP client, unchanged ------------------------------------------------------
+
+
+class Proxy:
+    """``pqguard proxy`` in front of ``topology``'s edge (TLS straight to the edge's listener)."""
+
+    def __init__(self, topology: Topology, token: str, directory: Path) -> None:
+        assert topology.pki is not None
+        (self.port,) = free_ports(1)
+        token_file = directory / "proxy-token"
+        token_file.write_text(token + "\n")
+        self.process = ManagedProcess("pqguard-proxy", [
+            str(pqguard_cli()), "proxy", "--listen", f"127.0.0.1:{self.port}",
+            "--upstream", f"https://127.0.0.1:{topology.ports.edge}/mcp", "--token-file", str(token_file),
+            "--ca", str(topology.pki.ca_cert), "--server-name", topology.pki.edge_name,
+        ], directory / "proxy.log")
+
+    def __enter__(self) -> Proxy:
+        self.process.start()
+        wait_until(lambda: "listening on" in self.log(), timeout=30, what="pqguard proxy to listen",
+                   on_timeout=self.log)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def log(self) -> str:
+        self.process.check_running()
+        return self.process.log_path.read_text(errors="replace")
+
+    def bindings(self) -> int:
+        return self.log().count("pqguard proxy: bound as ")
+
+
+async def sdk_session(url: str, *, pause: float = 0.0) -> tuple[list[str], str | None, str | None]:
+    """The official MCP SDK client: tools/list, echo, run_python (after ``pause`` seconds)."""
+    async with connect(url) as client:
+        tools = await client.list_tools()
+        echoed = await client.call_tool("echo", {"text": "through the proxy"})
+        if pause:
+            await anyio.sleep(pause)
+        python = await client.call_tool("run_python", {"code": "1+1"})
+        first = lambda r: r.content[0].text if r.content and hasattr(r.content[0], "text") else None  # noqa: E731
+        return [t.name for t in tools.tools], first(echoed), first(python)
+
+
+def test_the_mcp_sdk_client_unchanged_behind_pqguard_proxy(edge: Topology, keys: Keys, tmp_path: Path) -> None:
+    listener_pq = f"{edge.edge_listener_prefix}ssl.curves.{PQ_GROUP}"
+    before = edge.edge.stat(listener_pq)
+    token = keys.token("erin")
+    with Proxy(edge, token, tmp_path) as proxy:
+        tools, echoed, python = anyio.run(sdk_session, proxy.url)
+        assert proxy.bindings() == 1, proxy.log()
+    assert "run_python" in tools and echoed == "through the proxy", (tools, echoed)
+    # run_python demands a bound request over a hybrid post-quantum key exchange: the proxy gave both.
+    assert python is not None and "would run" in python, python
+    assert edge.edge.stat(listener_pq) > before, "the proxy's hop negotiated X25519MLKEM768"
+    # The same token straight through the client Envoy (PQ TLS, no binding): run_python refused.
+    direct, _ = call(edge, token, "run_python")
+    assert direct.status_code == 403, direct.text
+
+
+def test_pqguard_proxy_binds_again_when_its_binding_expires(
+        request: pytest.FixtureRequest, keys: Keys, tmp_path: Path) -> None:
+    topo = start_extra_topology(request, config(keys, ("b1", SECRET_1), ttl=3), label="the proxy rebind topology")
+    with Proxy(topo, keys.token("frank"), tmp_path) as proxy:
+        tools, echoed, python = anyio.run(lambda: sdk_session(proxy.url, pause=4.5))
+        assert proxy.bindings() == 2, proxy.log()
+    assert echoed == "through the proxy" and python is not None and "would run" in python, (echoed, python)

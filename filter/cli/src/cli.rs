@@ -39,6 +39,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// ML-KEM bound sessions, the client side, for scripts (HTTP with curl or any client).
     Bind(BindArgs),
+    /// A local proxy giving any MCP client a bound session and a post-quantum hop to the edge.
+    Proxy(ProxyArgs),
     /// Shell completions on stdout.
     Completions(CompletionsArgs),
     /// Print the version.
@@ -193,6 +195,38 @@ pub struct PinArgs {
     /// A tools/list answer (JSON or event stream; stdin when absent).
     #[arg(value_name = "ANSWER_FILE")]
     pub answer: Option<String>,
+}
+
+/// `pqguard proxy`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example (then point the MCP client at http://127.0.0.1:8931/mcp):
+  pqguard proxy --listen 127.0.0.1:8931 --upstream https://edge.example.com/mcp --token-file token
+
+The proxy binds the token to a fresh ML-KEM-768 key (or --key, from `pqguard bind key`, for a token
+whose cnf names that key), adds the token and a PQGuard-Binding proof to every request, binds again
+when the edge answers pqguard_binding=\"rebind\", and speaks TLS 1.3 offering X25519MLKEM768 only.
+Requests keep their path: the client uses the edge's path on the proxy's address."
+)]
+pub struct ProxyArgs {
+    /// Where MCP clients connect (plain HTTP; keep it on loopback).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8931")]
+    pub listen: std::net::SocketAddr,
+    /// The edge (https://host[:port]/path).
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+    /// The bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: String,
+    /// CA certificates (PEM) for the edge; the system's roots when absent.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<String>,
+    /// The name the edge's certificate must carry (and the SNI), when not the URL's host.
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// The ML-KEM key (`pqguard bind key`); a fresh one when absent.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<String>,
 }
 
 /// `pqguard bind`.

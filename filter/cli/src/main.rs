@@ -11,6 +11,7 @@ mod audit;
 mod binding;
 mod cli;
 mod inspect;
+mod proxy;
 mod tokens;
 
 use std::io::Read;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
             BindCommand::Open(o) => binding::open(o),
             BindCommand::Proof(p) => binding::proof(p),
         },
+        Command::Proxy(a) => proxy::proxy(a),
         Command::Keygen(a) => tokens::keygen(a),
         Command::Jwks(a) => tokens::jwks(a),
         Command::Mint(a) => tokens::mint(a),
