@@ -138,6 +138,12 @@ def main() -> int:
         put("audit_line", log)
         for line in log.splitlines():
             put("audit_line", line.split(b"pqguard.audit ", 1)[-1])
+    # ML-KEM binding: a proof header, a bind answer, an encapsulation key's worth of bytes.
+    put("bind_proof", b"id=b1.2000.AAAAAAAAAAAAAAAAAAAAAA, ts=1000, nonce=BQUFBQUFBQUFBQUFBQUFBQ, "
+                      b"mac=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+    put("bind_proof", json.dumps({"binding_id": "b1.1.x", "expires_at": 1, "kem": "ML-KEM-768",
+                                  "ciphertext": "AA", "wrapped_key": "AA", "key_check": "AA"}).encode())
+    put("bind_proof", bytes(1184))
     for target in sorted(p.name for p in CORPUS.iterdir()):
         print(f"{target}: {len(list((CORPUS / target).iterdir()))} seeds")
     return 0
