@@ -133,7 +133,11 @@ def test_a_bound_session_works_and_a_stolen_token_alone_does_not_satisfy_the_rul
     assert issued >= 1
 
 
-def test_replayed_or_altered_proofs_are_refused(edge: Topology, keys: Keys) -> None:
+def test_replayed_or_altered_proofs_are_refused(request: pytest.FixtureRequest, keys: Keys) -> None:
+    # One worker: the replay cache is per worker (README, "Bound sessions"), and a replay sent on a
+    # new connection may land on another worker of a multi-worker Envoy.
+    edge = start_extra_topology(request, config(keys, ("b1", SECRET_1)), concurrency=1,
+                                label="the one-worker binding topology")
     token = keys.token()
     client = BindingClient()
     with httpx.Client(trust_env=False, timeout=30) as http:
