@@ -1518,6 +1518,8 @@ mod binding {
     use super::*;
     use crate::bind::{self, ClientKey, Issued, Proof, Signed, BIND_PATH, PROOF_HEADER};
     use crate::token::base64url_encode;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const SECRET: &str = "c2VjcmV0LW9mLWF0LWxlYXN0LXRoaXJ0eS10d28tYnl0ZXMh";
 
