@@ -50,6 +50,35 @@ fn ml_kem_768_matches_an_independent_implementation() {
     );
 }
 
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// FIPS 203 key generation against a published vector: Wycheproof
+/// `mlkem_768_keygen_seed_test.json` (C2SP), tcId 1 ("official round 3
+/// seeds 0"): from the 64-byte seed `d ‖ z`, the published `ek`, checked by
+/// its first and last bytes and by `H(ek) = SHA3-256(ek)`, which the
+/// published `dk` carries (`dk = dk_pke ‖ ek ‖ H(ek) ‖ z`).
+#[test]
+fn ml_kem_768_key_generation_matches_the_published_vector() {
+    let seed: [u8; 64] = unhex(
+        "7c9935a0b07694aa0c6d10e4db6b1add2fd81a25ccb148032dcd739936737f2d\
+         8626ed79d451140800e03b59b956f8210e556067407d13dc90fa9e8b872bfb8f",
+    )
+    .try_into()
+    .unwrap();
+    let ek = ClientKey::from_seed(&seed).encapsulation_key();
+    assert_eq!(hex(&ek[..16]), "a8e651a1e685f22478a8954f007bc771");
+    assert_eq!(hex(&ek[ek.len() - 15..]), "e8315f2af0d32f0017ae136e19f028");
+    assert_eq!(
+        hex(&sha3(&ek)),
+        "f57262661358cde8d3ebf990e5fd1d5b896c992ccfaadb5256b68bbf5943b132"
+    );
+}
+
 #[test]
 fn a_binding_opens_only_with_the_clients_key_and_gives_the_key_the_filter_recomputes() {
     let s = secret("b1", 7);
