@@ -15,14 +15,19 @@ fuzz_target!(|data: &[u8]| {
     let digest = bind::sha3(data);
     // The bytes as an encapsulation key: refused cleanly unless they are one.
     let _ = bind::issue(&secret, data, &digest, 10, &[1; bind::BIND_RANDOM_LEN]);
-    // A real binding, a proof over the input as the body.
-    let client = ClientKey::from_seed(&[3; 64]);
+    // A real binding (made once: ML-KEM key generation is the slow part), a proof over the input
+    // as the body.
+    static BOUND: std::sync::OnceLock<(String, [u8; 32])> = std::sync::OnceLock::new();
     let token = [5u8; 32];
-    let issued = bind::issue(&secret, &client.encapsulation_key(), &token, 100, &[2; bind::BIND_RANDOM_LEN])
-        .expect("a valid key binds");
-    let key = client.open(&issued).expect("its own answer opens");
+    let (id, key) = BOUND.get_or_init(|| {
+        let client = ClientKey::from_seed(&[3; 64]);
+        let issued = bind::issue(&secret, &client.encapsulation_key(), &token, 100, &[2; bind::BIND_RANDOM_LEN])
+            .expect("a valid key binds");
+        let key = client.open(&issued).expect("its own answer opens");
+        (issued.id, key)
+    });
     let signed = Signed { method: "POST", path: "/mcp", body_digest: &digest, ts: 50, nonce: &[4; 16], token_digest: &token };
-    let proof = Proof::parse(&Proof::new(&issued.id, &key, &signed).to_header()).expect("own header");
+    let proof = Proof::parse(&Proof::new(id, key, &signed).to_header()).expect("own header");
     let covered = Covered { method: "POST", path: "/mcp", body_digest: &digest, token_digest: &token };
     assert!(proof.verify(std::slice::from_ref(&secret), &covered, 50, 60).is_ok());
     let mut other = data.to_vec();
