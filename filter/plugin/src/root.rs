@@ -8,7 +8,7 @@ use std::time::Duration;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use pqguard_core::engine::{CallAnswer, Effects, Worker};
+use pqguard_core::engine::{Call, CallAnswer, Effects, Worker};
 
 use crate::host;
 use crate::http::RequestContext;
@@ -29,6 +29,20 @@ pub struct Root {
     stopping: bool,
     /// The last batch went out (it is tried once).
     last_sent: bool,
+}
+
+/// Starts one of the worker's outbound calls and tells the worker how that went.
+fn dispatch(vm: &Vm, call: &Call, now: u64, out: &mut Effects) {
+    let result = host::dispatch(
+        &call.cluster,
+        &call.headers,
+        call.body.as_deref(),
+        call.timeout_ms,
+    )
+    .map_err(|e| e.to_string());
+    vm.worker
+        .borrow_mut()
+        .dispatched(call.kind, result, now, out);
 }
 
 impl Root {
@@ -57,16 +71,7 @@ impl Root {
         };
         if let Some(call) = call {
             self.last_sent = true;
-            let result = host::dispatch(
-                &call.cluster,
-                &call.headers,
-                call.body.as_deref(),
-                call.timeout_ms,
-            )
-            .map_err(|e| e.to_string());
-            vm.worker
-                .borrow_mut()
-                .dispatched(call.kind, result, now, out);
+            dispatch(&vm, &call, now, out);
         }
         let waiting = vm.worker.borrow().audit_in_flight();
         !waiting
@@ -194,17 +199,8 @@ impl RootContext for Root {
         let mut out = Effects::new();
         vm.worker.borrow_mut().set_info_logged(host::info_logged());
         let calls = vm.worker.borrow_mut().tick(now, &SharedData, &mut out);
-        for call in calls {
-            let result = host::dispatch(
-                &call.cluster,
-                &call.headers,
-                call.body.as_deref(),
-                call.timeout_ms,
-            )
-            .map_err(|e| e.to_string());
-            vm.worker
-                .borrow_mut()
-                .dispatched(call.kind, result, now, &mut out);
+        for call in &calls {
+            dispatch(&vm, call, now, &mut out);
         }
         vm.run(out);
         self.set_timer();
