@@ -8,7 +8,7 @@
 
 use super::record::{record_line, AnomalyRecord, Checkpoint, DecisionRecord, Genesis};
 use super::{digest, sha3, valid_chain_id, Digest, LINE_PREFIX, ZERO_DIGEST};
-use crate::token::{Algorithm, PublicKey};
+use crate::token::{read_private_jwk, Algorithm, KeyError, MlDsa65Signer, PublicKey};
 
 #[cfg(any(test, feature = "sign"))]
 use crate::token::PrivateKey;
@@ -85,8 +85,6 @@ pub enum SignerError {
     WrongAlgorithm(Algorithm),
     /// The key has no `kid`: the verifier finds the public key by `kid`.
     MissingKid,
-    /// This build of pqguard-core has no `sign` feature.
-    SigningNotBuilt,
 }
 
 impl std::fmt::Display for SignerError {
@@ -97,9 +95,6 @@ impl std::fmt::Display for SignerError {
                 write!(f, "checkpoints are signed with {CHECKPOINT_ALG}, not {a}")
             }
             Self::MissingKid => f.write_str("the signing key needs a kid"),
-            Self::SigningNotBuilt => {
-                f.write_str("this build cannot sign (pqguard-core without the `sign` feature)")
-            }
         }
     }
 }
@@ -107,11 +102,15 @@ impl std::fmt::Display for SignerError {
 impl std::error::Error for SignerError {}
 
 /// The checkpoint signing key: an ML-DSA-65 private key with a `kid`.
+///
+/// It holds an ML-DSA-65 signer only, not the generic token
+/// [`PrivateKey`](crate::token): the filter signs checkpoints and nothing
+/// else, so it carries no other algorithm's signing code.
 #[derive(Clone)]
 pub struct CheckpointSigner {
     kid: String,
-    #[cfg(any(test, feature = "sign"))]
-    key: PrivateKey,
+    signer: MlDsa65Signer,
+    public: PublicKey,
 }
 
 impl std::fmt::Debug for CheckpointSigner {
@@ -126,14 +125,7 @@ impl std::fmt::Debug for CheckpointSigner {
 impl PartialEq for CheckpointSigner {
     /// Same `kid` and same public key.
     fn eq(&self, other: &Self) -> bool {
-        #[cfg(any(test, feature = "sign"))]
-        {
-            self.kid == other.kid && self.key.public_key().bytes() == other.key.public_key().bytes()
-        }
-        #[cfg(not(any(test, feature = "sign")))]
-        {
-            self.kid == other.kid
-        }
+        self.kid == other.kid && self.public.bytes() == other.public.bytes()
     }
 }
 
@@ -143,15 +135,46 @@ impl CheckpointSigner {
     /// optional and checked when present), as `pqguard keygen --alg
     /// ML-DSA-65` writes it.
     pub fn parse(jwk: &[u8]) -> Result<Self, SignerError> {
-        #[cfg(any(test, feature = "sign"))]
-        {
-            Self::new(PrivateKey::parse(jwk).map_err(SignerError::Key)?)
+        let jwk = read_private_jwk(jwk).map_err(SignerError::Key)?;
+        let alg = jwk.alg;
+        if alg != CHECKPOINT_ALG {
+            return Err(SignerError::WrongAlgorithm(alg));
         }
-        #[cfg(not(any(test, feature = "sign")))]
-        {
-            let _ = jwk;
-            Err(SignerError::SigningNotBuilt)
+        let seed: &[u8; 32] = jwk.private.as_slice().try_into().map_err(|_| {
+            SignerError::Key(KeyError::InvalidKeyMaterial {
+                index: 0,
+                alg,
+                member: "priv",
+            })
+        })?;
+        let signer = MlDsa65Signer::from_seed(seed);
+        let encoded = signer.public_bytes();
+        if jwk.public.is_some_and(|p| p != encoded) {
+            return Err(SignerError::Key(KeyError::PublicKeyMismatch));
         }
+        Self::from_parts(jwk.kid, signer, &encoded)
+    }
+
+    fn from_parts(
+        kid: Option<String>,
+        signer: MlDsa65Signer,
+        public: &[u8],
+    ) -> Result<Self, SignerError> {
+        let kid = kid
+            .filter(|k| !k.is_empty())
+            .ok_or(SignerError::MissingKid)?;
+        let public = PublicKey::from_bytes(CHECKPOINT_ALG, Some(kid.clone()), public).ok_or(
+            SignerError::Key(KeyError::InvalidKeyMaterial {
+                index: 0,
+                alg: CHECKPOINT_ALG,
+                member: "priv",
+            }),
+        )?;
+        Ok(Self {
+            kid,
+            signer,
+            public,
+        })
     }
 
     /// Wraps a private key: it must be ML-DSA-65 and have a `kid`.
@@ -160,12 +183,17 @@ impl CheckpointSigner {
         if key.alg() != CHECKPOINT_ALG {
             return Err(SignerError::WrongAlgorithm(key.alg()));
         }
-        let kid = key
-            .kid()
-            .filter(|k| !k.is_empty())
-            .ok_or(SignerError::MissingKid)?
-            .to_owned();
-        Ok(Self { kid, key })
+        let seed: [u8; 32] = key
+            .private_bytes()
+            .as_slice()
+            .try_into()
+            .map_err(|_| SignerError::WrongAlgorithm(key.alg()))?;
+        let signer = MlDsa65Signer::from_seed(&seed);
+        Self::from_parts(
+            key.kid().map(str::to_owned),
+            signer,
+            key.public_key().bytes(),
+        )
     }
 
     /// The key id written in the genesis and every checkpoint.
@@ -174,9 +202,8 @@ impl CheckpointSigner {
     }
 
     /// The public key (for the JWKS given to the verifier).
-    #[cfg(any(test, feature = "sign"))]
     pub fn public_key(&self) -> &PublicKey {
-        self.key.public_key()
+        &self.public
     }
 
     /// Checks that the public key verifies a checkpoint: the same test the
@@ -187,15 +214,7 @@ impl CheckpointSigner {
     }
 
     pub(crate) fn sign(&self, msg: &[u8]) -> Option<Vec<u8>> {
-        #[cfg(any(test, feature = "sign"))]
-        {
-            self.key.sign(msg)
-        }
-        #[cfg(not(any(test, feature = "sign")))]
-        {
-            let _ = msg;
-            None
-        }
+        self.signer.sign(msg)
     }
 }
 

@@ -471,6 +471,55 @@ impl KeySet {
     }
 }
 
+/// A private JWK read but not yet made into a key: what a caller that
+/// supports one algorithm needs (the filter's audit checkpoint key is
+/// ML-DSA-65 only, and carries none of the other algorithms' signing code).
+#[derive(Debug)]
+pub(crate) struct PrivateJwk {
+    /// The algorithm, from `alg`, with `kty` checked against it.
+    pub alg: Algorithm,
+    /// The key id.
+    pub kid: Option<String>,
+    /// The private member (`priv` for AKP, `d` otherwise), decoded.
+    pub private: Vec<u8>,
+    /// The public member(s), decoded, when present.
+    pub public: Option<Vec<u8>>,
+}
+
+/// Reads one private JWK without building a signer (see [`PrivateJwk`]).
+pub(crate) fn read_private_jwk(bytes: &[u8]) -> Result<PrivateJwk, KeyError> {
+    let mut raws = parse_raw(bytes)?;
+    let (Some(raw), true) = (raws.pop(), raws.is_empty()) else {
+        return Err(KeyError::Shape("expected one private JWK".into()));
+    };
+    let index = 0;
+    let alg_name = raw.alg.as_deref().ok_or(KeyError::MissingMember {
+        index,
+        member: "alg",
+    })?;
+    let alg = Algorithm::from_name(alg_name).ok_or(KeyError::UnsupportedAlgorithm { index })?;
+    if raw.kty.as_deref() != Some(alg.key_type().as_str()) {
+        return Err(KeyError::KeyTypeMismatch { index, alg });
+    }
+    let (member, text) = match alg.key_type() {
+        KeyType::Akp => ("priv", raw.private.as_ref()),
+        KeyType::Okp | KeyType::Ec => ("d", raw.d.as_ref()),
+    };
+    let private = decode_member(text, index, alg, member)?;
+    let has_public = raw.public.is_some() || raw.x.is_some() || raw.y.is_some();
+    let public = if has_public {
+        Some(public_bytes(&raw, index, alg)?)
+    } else {
+        None
+    };
+    Ok(PrivateJwk {
+        alg,
+        kid: raw.kid,
+        private,
+        public,
+    })
+}
+
 #[cfg(any(test, feature = "sign"))]
 pub use private::PrivateKey;
 
@@ -481,7 +530,7 @@ mod private {
     use super::super::alg::{Algorithm, KeyType};
     use super::super::b64;
     use super::super::sig::Signer;
-    use super::{parse_raw, public_bytes, KeyError, PublicKey};
+    use super::{read_private_jwk, KeyError, PublicKey};
 
     /// A private signing key (a private JWK). Available with the `sign` feature.
     #[derive(Clone)]
@@ -552,33 +601,16 @@ mod private {
         /// Parses one private JWK (`AKP` with `priv`, `OKP`/`EC` with `d`).
         /// Public members, when present, must match the private key.
         pub fn parse(bytes: &[u8]) -> Result<Self, KeyError> {
-            let mut raws = parse_raw(bytes)?;
-            if raws.len() != 1 {
-                return Err(KeyError::Shape("expected one private JWK".into()));
-            }
-            let Some(raw) = raws.pop() else {
-                return Err(KeyError::Shape("expected one private JWK".into()));
+            let jwk = read_private_jwk(bytes)?;
+            let (index, alg) = (0, jwk.alg);
+            let member = match alg.key_type() {
+                KeyType::Akp => "priv",
+                KeyType::Okp | KeyType::Ec => "d",
             };
-            let index = 0;
-            let alg_name = raw.alg.as_deref().ok_or(KeyError::MissingMember {
-                index,
-                member: "alg",
-            })?;
-            let alg =
-                Algorithm::from_name(alg_name).ok_or(KeyError::UnsupportedAlgorithm { index })?;
-            if raw.kty.as_deref() != Some(alg.key_type().as_str()) {
-                return Err(KeyError::KeyTypeMismatch { index, alg });
-            }
-            let (member, text) = match alg.key_type() {
-                KeyType::Akp => ("priv", raw.private.as_ref()),
-                KeyType::Okp | KeyType::Ec => ("d", raw.d.as_ref()),
-            };
-            let private = super::decode_member(text, index, alg, member)?;
-            let signer = Signer::from_private(alg, &private)
+            let signer = Signer::from_private(alg, &jwk.private)
                 .map_err(|_| KeyError::InvalidKeyMaterial { index, alg, member })?;
-            let key = Self::from_signer(alg, raw.kid.clone(), signer)?;
-            let has_public = raw.public.is_some() || raw.x.is_some() || raw.y.is_some();
-            if has_public && public_bytes(&raw, index, alg)? != key.public.bytes() {
+            let key = Self::from_signer(alg, jwk.kid, signer)?;
+            if jwk.public.is_some_and(|p| p != key.public.bytes()) {
                 return Err(KeyError::PublicKeyMismatch);
             }
             Ok(key)
@@ -597,6 +629,11 @@ mod private {
         /// The matching public key.
         pub fn public_key(&self) -> &PublicKey {
             &self.public
+        }
+
+        /// The private key bytes as the JWK carries them (`priv` or `d`).
+        pub(crate) fn private_bytes(&self) -> Vec<u8> {
+            self.signer.private_bytes()
         }
 
         /// Signs a JWS signing input, returning the JOSE signature bytes.

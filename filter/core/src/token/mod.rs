@@ -54,9 +54,11 @@ pub use error::{Part, TokenError};
 #[cfg(any(test, feature = "sign"))]
 pub use jws::{mint, sign_compact};
 pub use jws::{verify_compact, Header, VerifiedJws};
+pub(crate) use key::read_private_jwk;
 #[cfg(any(test, feature = "sign"))]
 pub use key::PrivateKey;
 pub use key::{KeyError, KeySet, PublicKey, SkipReason, SkippedKey};
+pub(crate) use sig::MlDsa65Signer;
 
 /// A token whose signature, header and claims were all accepted.
 #[derive(Debug, Clone, PartialEq)]

@@ -282,6 +282,38 @@ pub(crate) const EC_PRIVATE_KEY_SUFFIX: [u8; 12] = [
     0xA0, 0x0A, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07,
 ];
 
+/// An ML-DSA-65 signing key made from its 32-byte seed (FIPS 204
+/// `KeyGen_internal`): the one signer the filter itself carries, for audit
+/// checkpoints. Deterministic signing, empty context, no randomness. Every
+/// other algorithm, key generation and token minting are behind the `sign`
+/// feature, so the filter does not carry their code.
+#[derive(Clone)]
+pub(crate) struct MlDsa65Signer(Box<ml_dsa::SigningKey<ml_dsa::MlDsa65>>);
+
+impl MlDsa65Signer {
+    /// The key of a seed.
+    pub(crate) fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(Box::new(ml_dsa::SigningKey::from_seed(
+            &ml_dsa::Seed::from(*seed),
+        )))
+    }
+
+    /// The encoded public key.
+    pub(crate) fn public_bytes(&self) -> Vec<u8> {
+        use ml_dsa::Keypair;
+        self.0.verifying_key().encode().to_vec()
+    }
+
+    /// A deterministic signature over `msg` with an empty context.
+    pub(crate) fn sign(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        self.0
+            .expanded_key()
+            .sign_deterministic(msg, &[])
+            .ok()
+            .map(|s| s.encode().to_vec())
+    }
+}
+
 #[cfg(any(test, feature = "sign"))]
 pub(crate) use signing::*;
 
