@@ -15,6 +15,8 @@ filter, so the whole request is read as a real server would):
     pqg-inspect   pqguard, configuration {} (inspection only)
     pqg-full      pqguard, cached ML-DSA-65 token + policy (echo for alice), default request_log
     pqg-quiet     the same with request_log: refused
+    pqg-strip     pqg-full with auth.forward_token: false (the token is not sent upstream; jwt_authn's
+                  default, which the native chain above uses)
     before-full   (--before) another pqguard module with the pqg-full configuration
 
 Load: wrk -t1 -c16 POSTing tools/call `echo`; rounds alternate the listeners, so drift on this shared
@@ -155,6 +157,9 @@ class Bench:
             "pqg-inspect": ([wasm_filter("pqg-inspect", a.wasm, {})], pq, False),
             "pqg-full": ([wasm_filter("pqg-full", a.wasm, full)], pq, True),
             "pqg-quiet": ([wasm_filter("pqg-quiet", a.wasm, dict(full, request_log="refused"))], pq, True),
+            # jwt_authn's `forward: false` default, which `native` has: the token stops at the filter.
+            "pqg-strip": ([wasm_filter("pqg-strip", a.wasm,
+                                       dict(full, auth=dict(full["auth"], forward_token=False)))], pq, True),
         }
         if a.before:
             self.chains["before-full"] = ([wasm_filter("before-full", a.before, full)], pq, True)

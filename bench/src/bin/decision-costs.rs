@@ -81,7 +81,9 @@ fn fifty_rules() -> Result<policy::Policy, String> {
             "when": {"authenticated": true, "claims": {"tier": "gold"}}}));
     }
     rules.push(json!({"name": "calls", "effect": "allow", "match": {"methods": ["tools/call"]}, "when": {"authenticated": true}}));
-    let raw = serde_json::from_value(json!({"rules": rules})).map_err(|e| e.to_string())?;
+    let raw = <policy::RawPolicy as pqguard_core::config::read::FromJson>::read(
+        &json!({"rules": rules}),
+    )?;
     policy::compile(raw).map_err(|e| e.to_string())
 }
 

@@ -11,6 +11,7 @@
 //!   max_token_bytes: 16384
 //!   cache_capacity: 1024                        # verified tokens kept per worker
 //!   required: true                              # false: requests without a token pass (policy decides)
+//!   forward_token: true                         # false: Authorization is removed before the MCP server
 //!   jwks: { keys: [ ... ] }                     # inline keys, and/or:
 //!   remote_jwks:
 //!     cluster: jwks                             # an Envoy cluster
@@ -24,7 +25,6 @@
 //!   resource_metadata_url: https://mcp.example.com/.well-known/oauth-protected-resource
 //! ```
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::token::{Algorithm, AlgorithmSet, KeySet, ValidationOptions};
@@ -32,43 +32,90 @@ use crate::token::{Algorithm, AlgorithmSet, KeySet, ValidationOptions};
 /// Path of the RFC 9728 metadata document the filter answers itself.
 pub const RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 struct RawRemoteJwks {
     cluster: String,
     authority: String,
     path: String,
-    #[serde(default)]
     refresh_seconds: Option<u64>,
-    #[serde(default)]
     timeout_ms: Option<u64>,
 }
 
+impl crate::config::read::FromJson for RawRemoteJwks {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawRemoteJwks",
+            &[
+                "cluster",
+                "authority",
+                "path",
+                "refresh_seconds",
+                "timeout_ms",
+            ],
+        )?;
+        Ok(Self {
+            cluster: o.req("cluster")?,
+            authority: o.req("authority")?,
+            path: o.req("path")?,
+            refresh_seconds: o.opt("refresh_seconds")?,
+            timeout_ms: o.opt("timeout_ms")?,
+        })
+    }
+}
+
 /// The raw `auth` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct RawAuth {
     audience: String,
-    #[serde(default)]
     issuers: Option<Vec<String>>,
-    #[serde(default)]
     algorithms: Option<Vec<String>>,
-    #[serde(default)]
     leeway_seconds: Option<u64>,
-    #[serde(default)]
     max_token_bytes: Option<usize>,
-    #[serde(default)]
     cache_capacity: Option<usize>,
-    #[serde(default)]
     required: Option<bool>,
-    #[serde(default)]
+    forward_token: Option<bool>,
     jwks: Option<Value>,
-    #[serde(default)]
     remote_jwks: Option<RawRemoteJwks>,
-    #[serde(default)]
     resource_metadata: Option<Value>,
-    #[serde(default)]
     resource_metadata_url: Option<String>,
+}
+
+impl crate::config::read::FromJson for RawAuth {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawAuth",
+            &[
+                "audience",
+                "issuers",
+                "algorithms",
+                "leeway_seconds",
+                "max_token_bytes",
+                "cache_capacity",
+                "required",
+                "forward_token",
+                "jwks",
+                "remote_jwks",
+                "resource_metadata",
+                "resource_metadata_url",
+            ],
+        )?;
+        Ok(Self {
+            audience: o.req("audience")?,
+            issuers: o.opt("issuers")?,
+            algorithms: o.opt("algorithms")?,
+            leeway_seconds: o.opt("leeway_seconds")?,
+            max_token_bytes: o.opt("max_token_bytes")?,
+            cache_capacity: o.opt("cache_capacity")?,
+            required: o.opt("required")?,
+            forward_token: o.opt("forward_token")?,
+            jwks: o.opt("jwks")?,
+            remote_jwks: o.opt("remote_jwks")?,
+            resource_metadata: o.opt("resource_metadata")?,
+            resource_metadata_url: o.opt("resource_metadata_url")?,
+        })
+    }
 }
 
 /// Where and how often to fetch a JWKS.
@@ -99,6 +146,11 @@ pub struct AuthConfig {
     pub cache_capacity: usize,
     /// Whether a request without a token is refused (401).
     pub required: bool,
+    /// Whether `Authorization` goes on to the MCP server. `false` removes it
+    /// from every request pqguard forwards (what Envoy's `jwt_authn` does by
+    /// default, `forward: false`): the server never holds the caller's
+    /// token, and the upstream hop does not carry 3 to 7 KB of ML-DSA token.
+    pub forward_token: bool,
     /// RFC 9728 metadata document, served as JSON.
     pub resource_metadata: Option<String>,
     /// URL of that document, advertised in `WWW-Authenticate`.
@@ -113,6 +165,7 @@ impl PartialEq for AuthConfig {
             && self.remote == other.remote
             && self.cache_capacity == other.cache_capacity
             && self.required == other.required
+            && self.forward_token == other.forward_token
             && self.resource_metadata == other.resource_metadata
             && self.resource_metadata_url == other.resource_metadata_url
     }
@@ -188,6 +241,7 @@ pub fn compile(raw: RawAuth) -> Result<AuthConfig, String> {
         remote,
         cache_capacity: raw.cache_capacity.unwrap_or(1024).max(1),
         required: raw.required.unwrap_or(true),
+        forward_token: raw.forward_token.unwrap_or(true),
         resource_metadata,
         resource_metadata_url: raw.resource_metadata_url,
     })
@@ -230,7 +284,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn raw(v: Value) -> Result<AuthConfig, String> {
-        compile(serde_json::from_value(v).map_err(|e| e.to_string())?)
+        compile(<RawAuth as crate::config::read::FromJson>::read(&v)?)
     }
 
     #[test]

@@ -217,27 +217,55 @@ fn key_check(key: &Key32, id: &str) -> [u8; 16] {
 }
 
 /// The `binding` section as written in the configuration.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct RawBinding {
     secrets: Vec<RawSecret>,
-    #[serde(default = "default_ttl")]
     ttl_seconds: u64,
-    #[serde(default = "default_window")]
     window_seconds: u64,
-    #[serde(default = "default_true")]
     require_for_cnf: bool,
-    #[serde(default = "default_true")]
     allow_unconfirmed_tokens: bool,
-    #[serde(default = "default_replay")]
     replay_capacity: usize,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+impl crate::config::read::FromJson for RawBinding {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawBinding",
+            &[
+                "secrets",
+                "ttl_seconds",
+                "window_seconds",
+                "require_for_cnf",
+                "allow_unconfirmed_tokens",
+                "replay_capacity",
+            ],
+        )?;
+        Ok(Self {
+            secrets: o.req("secrets")?,
+            ttl_seconds: o.or("ttl_seconds", default_ttl())?,
+            window_seconds: o.or("window_seconds", default_window())?,
+            require_for_cnf: o.or("require_for_cnf", default_true())?,
+            allow_unconfirmed_tokens: o.or("allow_unconfirmed_tokens", default_true())?,
+            replay_capacity: o.or("replay_capacity", default_replay())?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
 struct RawSecret {
     kid: String,
     secret: String,
+}
+
+impl crate::config::read::FromJson for RawSecret {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(v, "struct RawSecret", &["kid", "secret"])?;
+        Ok(Self {
+            kid: o.req("kid")?,
+            secret: o.req("secret")?,
+        })
+    }
 }
 
 fn default_ttl() -> u64 {

@@ -6,9 +6,10 @@
 
 use std::fmt;
 
+pub mod read;
 pub mod structpb;
 
-use serde::Deserialize;
+use read::{variant, FromJson, Object, ReadError};
 
 use crate::inspect::json::ScanLimits;
 use crate::inspect::mcp::ParseOptions;
@@ -19,34 +20,65 @@ use crate::policy::{self, Connectivity, Policy, RawP2p, RawPolicy};
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// Raw configuration as written in envoy.yaml.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 struct RawConfig {
-    #[serde(default)]
     filter_state: RawFilterState,
-    #[serde(default)]
     limits: RawLimits,
-    #[serde(default)]
     mcp: RawMcp,
-    #[serde(default)]
     p2p_connectivity: RawP2p,
-    #[serde(default)]
     policy: Option<RawPolicy>,
-    #[serde(default)]
     auth: Option<crate::auth::RawAuth>,
-    #[serde(default)]
     audit: Option<crate::audit::RawAudit>,
-    #[serde(default)]
     binding: Option<crate::bind::RawBinding>,
-    #[serde(default)]
     request_log: RequestLog,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+impl FromJson for RawConfig {
+    fn read(v: &serde_json::Value) -> Result<Self, ReadError> {
+        let o = Object::strict(
+            v,
+            "struct RawConfig",
+            &[
+                "filter_state",
+                "limits",
+                "mcp",
+                "p2p_connectivity",
+                "policy",
+                "auth",
+                "audit",
+                "binding",
+                "request_log",
+            ],
+        )?;
+        Ok(Self {
+            filter_state: o.or_default("filter_state")?,
+            limits: o.or_default("limits")?,
+            mcp: o.or_default("mcp")?,
+            p2p_connectivity: o.or_default("p2p_connectivity")?,
+            policy: o.opt("policy")?,
+            auth: o.opt("auth")?,
+            audit: o.opt("audit")?,
+            binding: o.opt("binding")?,
+            request_log: o.or_default("request_log")?,
+        })
+    }
+}
+
+#[derive(Debug)]
 struct RawFilterState {
     tls_group: String,
     tls_cipher: String,
+}
+
+impl FromJson for RawFilterState {
+    fn read(v: &serde_json::Value) -> Result<Self, ReadError> {
+        let o = Object::strict(v, "struct RawFilterState", &["tls_group", "tls_cipher"])?;
+        let d = Self::default();
+        Ok(Self {
+            tls_group: o.or("tls_group", d.tls_group)?,
+            tls_cipher: o.or("tls_cipher", d.tls_cipher)?,
+        })
+    }
 }
 
 impl Default for RawFilterState {
@@ -58,13 +90,34 @@ impl Default for RawFilterState {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug)]
 struct RawLimits {
     max_body_bytes: u64,
     max_response_bytes: u64,
     max_json_depth: usize,
     max_batch_len: usize,
+}
+
+impl FromJson for RawLimits {
+    fn read(v: &serde_json::Value) -> Result<Self, ReadError> {
+        let o = Object::strict(
+            v,
+            "struct RawLimits",
+            &[
+                "max_body_bytes",
+                "max_response_bytes",
+                "max_json_depth",
+                "max_batch_len",
+            ],
+        )?;
+        let d = Self::default();
+        Ok(Self {
+            max_body_bytes: o.or("max_body_bytes", d.max_body_bytes)?,
+            max_response_bytes: o.or("max_response_bytes", d.max_response_bytes)?,
+            max_json_depth: o.or("max_json_depth", d.max_json_depth)?,
+            max_batch_len: o.or("max_batch_len", d.max_batch_len)?,
+        })
+    }
 }
 
 impl Default for RawLimits {
@@ -78,13 +131,34 @@ impl Default for RawLimits {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug)]
 struct RawMcp {
     allow_batches: bool,
     unknown_methods: UnknownMethods,
     allow_methods: Vec<String>,
     unknown_tool_schema: UnknownSchema,
+}
+
+impl FromJson for RawMcp {
+    fn read(v: &serde_json::Value) -> Result<Self, ReadError> {
+        let o = Object::strict(
+            v,
+            "struct RawMcp",
+            &[
+                "allow_batches",
+                "unknown_methods",
+                "allow_methods",
+                "unknown_tool_schema",
+            ],
+        )?;
+        let d = Self::default();
+        Ok(Self {
+            allow_batches: o.or("allow_batches", d.allow_batches)?,
+            unknown_methods: o.or("unknown_methods", d.unknown_methods)?,
+            allow_methods: o.or("allow_methods", d.allow_methods)?,
+            unknown_tool_schema: o.or("unknown_tool_schema", d.unknown_tool_schema)?,
+        })
+    }
 }
 
 impl Default for RawMcp {
@@ -99,8 +173,7 @@ impl Default for RawMcp {
 }
 
 /// What happens to a method the request's protocol version does not define.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownMethods {
     /// Refuse with 404 and JSON-RPC -32601 (the default).
     Deny,
@@ -109,8 +182,7 @@ pub enum UnknownMethods {
 }
 
 /// Which requests get a `pqguard.request` line in Envoy's log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RequestLog {
     /// Every request (the default).
     #[default]
@@ -120,6 +192,25 @@ pub enum RequestLog {
     Refused,
     /// None (metrics and the audit trail only).
     None,
+}
+
+impl FromJson for UnknownMethods {
+    fn read(v: &serde_json::Value) -> Result<Self, ReadError> {
+        variant(v, &[("deny", Self::Deny), ("allow", Self::Allow)])
+    }
+}
+
+impl FromJson for RequestLog {
+    fn read(v: &serde_json::Value) -> Result<Self, ReadError> {
+        variant(
+            v,
+            &[
+                ("all", Self::All),
+                ("refused", Self::Refused),
+                ("none", Self::None),
+            ],
+        )
+    }
 }
 
 /// Validated configuration, ready for per-request use.
@@ -203,11 +294,9 @@ impl Config {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         let raw = match first {
             None => return compile(RawConfig::default()),
-            // Both forms are read into a `Value` first, so the configuration's
-            // deserializers are instantiated once (for `Value`), not once per
-            // input form: about 80 KB less in the module.
-            // A `Value` keeps the last of duplicate keys; the strict scanner
-            // refuses them first, as `deny`-style serde derives did.
+            // Both forms become a `Value`, which `read` turns into sections.
+            // A `Value` keeps the last of duplicate keys: the strict scanner
+            // refuses them first, so a configuration is never read two ways.
             Some(b'{') => {
                 let limits = crate::inspect::json::ScanLimits { max_depth: 128 };
                 crate::inspect::json::scan(bytes, limits)
@@ -218,7 +307,7 @@ impl Config {
             Some(_) => structpb::decode_struct(bytes)
                 .map_err(|e| ConfigError(format!("not JSON and not a protobuf Struct: {e}")))?,
         };
-        let raw: RawConfig = serde_json::from_value(raw).map_err(|e| ConfigError(e.to_string()))?;
+        let raw = RawConfig::read(&raw).map_err(ConfigError)?;
         compile(raw)
     }
 

@@ -131,6 +131,14 @@ pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
     })
 }
 
+/// Removes a request header (before the request goes on).
+pub fn remove_request_header(name: &str) -> Result<(), HostError> {
+    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).map_err(|status| HostError {
+        call: "remove request header",
+        status,
+    })
+}
+
 /// Removes a response header (before the body is rewritten).
 pub fn remove_response_header(name: &str) -> Result<(), HostError> {
     hostcalls::remove_map_value(MapType::HttpResponseHeaders, name).map_err(|status| HostError {
@@ -171,6 +179,17 @@ pub fn replace_response_body(size: usize, body: &[u8]) -> Result<(), HostError> 
 /// cipher there; a client cannot set it).
 pub fn filter_state(key: &str) -> Option<String> {
     property(vec!["filter_state", key])
+}
+
+/// `connection.id`: the downstream connection's id, unique within the
+/// Envoy process (a little-endian u64); `None` when the host has none.
+pub fn connection_id() -> Option<u64> {
+    match hostcalls::get_property(vec!["connection", "id"]) {
+        Ok(Some(b)) => <[u8; 8]>::try_from(b.as_slice())
+            .ok()
+            .map(u64::from_le_bytes),
+        Ok(None) | Err(_) => None,
+    }
 }
 
 /// `connection.tls_version` (`TLSv1.3`), absent on plaintext.

@@ -9,7 +9,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
 use pqguard_core::engine::{
-    Action as EngineAction, Effects, Exchange, RequestStart, ResponseStart,
+    Action as EngineAction, ConnectionFacts, Effects, Exchange, RequestStart, ResponseStart,
 };
 
 use crate::host;
@@ -112,6 +112,41 @@ impl RequestContext {
     }
 }
 
+impl RequestContext {
+    /// The downstream connection's TLS facts: read from the host on its
+    /// first request, then from the worker's [`ConnectionCache`]
+    /// (`pqguard_core::engine`), which says why that is sound. Four
+    /// property reads fewer per request on a reused connection.
+    fn connection_facts(&self) -> ConnectionFacts {
+        let id = host::connection_id();
+        if let Some(known) = id.and_then(|id| self.vm.worker.borrow().connections.get(id).cloned())
+        {
+            return known;
+        }
+        let (group_key, cipher_key) = {
+            let worker = self.vm.worker.borrow();
+            let config = worker.config();
+            (config.tls_group_key.clone(), config.tls_cipher_key.clone())
+        };
+        let mtls = host::mtls();
+        let facts = ConnectionFacts {
+            tls_version: host::tls_version(),
+            tls_group: host::filter_state(&group_key),
+            tls_cipher: host::filter_state(&cipher_key),
+            mtls,
+            peer_certificate_digest: mtls.then(host::peer_certificate_digest).flatten(),
+        };
+        if let Some(id) = id {
+            self.vm
+                .worker
+                .borrow_mut()
+                .connections
+                .insert(id, facts.clone());
+        }
+        facts
+    }
+}
+
 impl Context for RequestContext {}
 
 impl HttpContext for RequestContext {
@@ -126,19 +161,18 @@ impl HttpContext for RequestContext {
         ) {
             core::arch::wasm32::unreachable();
         }
-        let mtls = host::mtls();
+        let facts = self.connection_facts();
         let start = {
             let worker = self.vm.worker.borrow();
-            let config = worker.config();
             RequestStart {
                 headers: host::request_headers().map_err(|e| e.to_string()),
                 end_of_stream,
                 now_ms: host::now_millis(),
-                tls_version: host::tls_version(),
-                tls_group: host::filter_state(&config.tls_group_key),
-                tls_cipher: host::filter_state(&config.tls_cipher_key),
-                mtls,
-                peer_certificate_digest: mtls.then(host::peer_certificate_digest).flatten(),
+                tls_version: facts.tls_version,
+                tls_group: facts.tls_group,
+                tls_cipher: facts.tls_cipher,
+                mtls: facts.mtls,
+                peer_certificate_digest: facts.peer_certificate_digest,
                 request_id: worker.wants_request_id().then(host::request_id).flatten(),
             }
         };
@@ -148,6 +182,14 @@ impl HttpContext for RequestContext {
             self.exchange
                 .request_head(&mut worker, &SharedData, start, &mut out)
         };
+        for name in self
+            .exchange
+            .request_headers_to_remove(&self.vm.worker.borrow())
+        {
+            if let Err(e) = host::remove_request_header(name) {
+                host::log(LogLevel::Error, &format!("pqguard: {e}"));
+            }
+        }
         self.act(action, out)
     }
 

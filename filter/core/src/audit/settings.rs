@@ -28,29 +28,48 @@
 
 use std::fmt;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::chain::{CheckpointPolicy, CheckpointSigner};
 use super::queue::{AuditQueue, Backoff};
 
 /// The raw `audit` section.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone)]
 pub struct RawAudit {
     signing_key: Value,
-    #[serde(default)]
     checkpoint_every: Option<u64>,
-    #[serde(default)]
     checkpoint_seconds: Option<u64>,
-    #[serde(default)]
     include_arguments: Option<bool>,
-    #[serde(default)]
     log: Option<bool>,
-    #[serde(default)]
     collector: Option<RawCollector>,
-    #[serde(default)]
     strict: Option<bool>,
+}
+
+impl crate::config::read::FromJson for RawAudit {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawAudit",
+            &[
+                "signing_key",
+                "checkpoint_every",
+                "checkpoint_seconds",
+                "include_arguments",
+                "log",
+                "collector",
+                "strict",
+            ],
+        )?;
+        Ok(Self {
+            signing_key: o.req("signing_key")?,
+            checkpoint_every: o.opt("checkpoint_every")?,
+            checkpoint_seconds: o.opt("checkpoint_seconds")?,
+            include_arguments: o.opt("include_arguments")?,
+            log: o.opt("log")?,
+            collector: o.opt("collector")?,
+            strict: o.opt("strict")?,
+        })
+    }
 }
 
 impl fmt::Debug for RawAudit {
@@ -67,24 +86,48 @@ impl fmt::Debug for RawAudit {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 struct RawCollector {
     cluster: String,
     authority: String,
     path: String,
-    #[serde(default)]
     timeout_ms: Option<u64>,
-    #[serde(default)]
     flush_ms: Option<u64>,
-    #[serde(default)]
     max_batch: Option<usize>,
-    #[serde(default)]
     queue_capacity: Option<usize>,
-    #[serde(default)]
     backoff_initial_ms: Option<u64>,
-    #[serde(default)]
     backoff_max_ms: Option<u64>,
+}
+
+impl crate::config::read::FromJson for RawCollector {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawCollector",
+            &[
+                "cluster",
+                "authority",
+                "path",
+                "timeout_ms",
+                "flush_ms",
+                "max_batch",
+                "queue_capacity",
+                "backoff_initial_ms",
+                "backoff_max_ms",
+            ],
+        )?;
+        Ok(Self {
+            cluster: o.req("cluster")?,
+            authority: o.req("authority")?,
+            path: o.req("path")?,
+            timeout_ms: o.opt("timeout_ms")?,
+            flush_ms: o.opt("flush_ms")?,
+            max_batch: o.opt("max_batch")?,
+            queue_capacity: o.opt("queue_capacity")?,
+            backoff_initial_ms: o.opt("backoff_initial_ms")?,
+            backoff_max_ms: o.opt("backoff_max_ms")?,
+        })
+    }
 }
 
 /// Where and how audit lines are shipped to an HTTP collector.
@@ -223,7 +266,7 @@ mod tests {
     }
 
     fn compile_json(v: Value) -> Result<AuditSettings, String> {
-        let raw: RawAudit = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        let raw = <RawAudit as crate::config::read::FromJson>::read(&v)?;
         compile(raw)
     }
 
@@ -303,7 +346,8 @@ mod tests {
     fn debug_output_never_shows_the_private_key() {
         let k = key(Algorithm::MlDsa65);
         let seed = k["priv"].as_str().unwrap().to_owned();
-        let raw: RawAudit = serde_json::from_value(json!({ "signing_key": k })).unwrap();
+        let raw = <RawAudit as crate::config::read::FromJson>::read(&json!({ "signing_key": k }))
+            .unwrap();
         assert!(!format!("{raw:?}").contains(&seed));
         let s = compile(raw).unwrap();
         assert!(!format!("{s:?}").contains(&seed));

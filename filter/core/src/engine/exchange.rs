@@ -277,6 +277,19 @@ impl Exchange {
 
     // ---- request ------------------------------------------------------
 
+    /// Request headers the shim removes before the request goes on; asked
+    /// right after [`Exchange::request_head`]. `authorization` when the
+    /// `auth` section has `forward_token: false` (the engine keeps its own
+    /// copy, and a refused request is never forwarded anyway).
+    pub fn request_headers_to_remove(&self, w: &Worker) -> &'static [&'static str] {
+        let strip = w.config().auth.as_ref().is_some_and(|a| !a.forward_token);
+        if strip && self.head.authorization.is_some() {
+            &["authorization"]
+        } else {
+            &[]
+        }
+    }
+
     /// The request head arrived.
     pub fn request_head(
         &mut self,

@@ -19,6 +19,7 @@
 //! executes what they return; it decides nothing itself. The command line's
 //! `pqguard inspect` runs the same engine, so its answer is Envoy's.
 
+mod connections;
 mod effects;
 mod exchange;
 pub mod shared;
@@ -27,6 +28,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use connections::{ConnectionCache, ConnectionFacts, CONNECTION_CACHE_CAPACITY};
 pub use effects::{metric_part, Effects, Level, FIXED_METRICS};
 pub use exchange::{Action, Exchange, RequestStart, ResponseStart, ResponseWants, ALERT_MARKER};
 pub use shared::{MemoryStore, SharedStore};

@@ -726,6 +726,38 @@ fn verified_tokens_are_cached_per_worker() {
 }
 
 #[test]
+fn the_token_goes_on_unless_forward_token_is_false() {
+    let mut p = policy(true);
+    let store = MemoryStore::new();
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    let default = send(
+        &mut worker(p.config.clone(), &store),
+        &store,
+        &Req::call("c-1", "echo").bearer(&t),
+    );
+    assert!(default.forwarded);
+    let none: &[&str] = &[];
+    assert_eq!(
+        default
+            .exchange
+            .request_headers_to_remove(&worker(p.config.clone(), &store)),
+        none
+    );
+    p.config["auth"]["forward_token"] = json!(false);
+    let mut w = worker(p.config.clone(), &store);
+    let stripped = send(&mut w, &store, &Req::call("c-2", "echo").bearer(&t));
+    assert!(stripped.forwarded, "{:?}", stripped.reply);
+    assert_eq!(
+        stripped.exchange.request_headers_to_remove(&w),
+        &["authorization"]
+    );
+    // The decision is the same: the token was verified before it was dropped.
+    assert_eq!(stripped.out.counted("pqguard.token_alg.ML-DSA-65"), 1);
+    let anonymous = send(&mut w, &store, &Req::get("/.well-known/other"));
+    assert_eq!(anonymous.exchange.request_headers_to_remove(&w), none);
+}
+
+#[test]
 fn the_metadata_endpoint_is_served_by_the_filter() {
     let p = policy(true);
     let store = MemoryStore::new();

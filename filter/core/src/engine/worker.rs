@@ -189,6 +189,9 @@ pub struct Worker {
     replay: Option<crate::bind::ReplayCache>,
     /// Randomness for bindings, seeded from the host ([`Worker::seed_random`]).
     drbg: Option<crate::bind::Drbg>,
+    /// TLS facts of the connections this worker served (see
+    /// [`super::ConnectionCache`]).
+    pub connections: super::ConnectionCache,
 }
 
 impl Worker {
@@ -217,6 +220,7 @@ impl Worker {
             info_logged: true,
             replay,
             drbg: None,
+            connections: super::ConnectionCache::default(),
         }
     }
 

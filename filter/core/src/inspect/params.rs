@@ -346,8 +346,7 @@ impl ParamHeaders {
 /// What happens to a `tools/call` carrying `Mcp-Param-*` headers for a
 /// tool whose `tools/list` entry the filter has not seen (since it started,
 /// or since the list changed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnknownSchema {
     /// Forward it; the server still checks (the default). Counted as
     /// `pqguard.param_headers.unchecked`.
@@ -356,6 +355,12 @@ pub enum UnknownSchema {
     /// Refuse it with -32020: a conforming client then lists the tools
     /// again (through the filter, which learns the schema) and retries.
     Refuse,
+}
+
+impl crate::config::read::FromJson for UnknownSchema {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        crate::config::read::variant(v, &[("forward", Self::Forward), ("refuse", Self::Refuse)])
+    }
 }
 
 /// What the filter knows of a tool's headers, as the shim stored it.

@@ -11,15 +11,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::glob::glob_match;
 use crate::inspect::json::{Document, Kind, Node};
 
 /// JSON types an argument may be required to have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgType {
     /// A string.
     String,
@@ -33,6 +31,22 @@ pub enum ArgType {
     Object,
     /// An array.
     Array,
+}
+
+impl crate::config::read::FromJson for ArgType {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        crate::config::read::variant(
+            v,
+            &[
+                ("string", Self::String),
+                ("integer", Self::Integer),
+                ("number", Self::Number),
+                ("boolean", Self::Boolean),
+                ("object", Self::Object),
+                ("array", Self::Array),
+            ],
+        )
+    }
 }
 
 impl ArgType {
@@ -49,34 +63,65 @@ impl ArgType {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 struct RawArgRule {
-    #[serde(rename = "type", default)]
     kind: Option<ArgType>,
-    #[serde(default)]
     required: bool,
-    #[serde(default)]
     max_length: Option<usize>,
-    #[serde(default)]
     allowed_values: Vec<Value>,
-    #[serde(default)]
     forbidden_substrings: Vec<String>,
-    #[serde(default)]
     forbidden_patterns: Vec<String>,
-    #[serde(default)]
     case_sensitive: bool,
 }
 
+impl crate::config::read::FromJson for RawArgRule {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawArgRule",
+            &[
+                "type",
+                "required",
+                "max_length",
+                "allowed_values",
+                "forbidden_substrings",
+                "forbidden_patterns",
+                "case_sensitive",
+            ],
+        )?;
+        Ok(Self {
+            kind: o.opt("type")?,
+            required: o.or_default("required")?,
+            max_length: o.opt("max_length")?,
+            allowed_values: o.or_default("allowed_values")?,
+            forbidden_substrings: o.or_default("forbidden_substrings")?,
+            forbidden_patterns: o.or_default("forbidden_patterns")?,
+            case_sensitive: o.or_default("case_sensitive")?,
+        })
+    }
+}
+
 /// The raw argument rules of one tool.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct RawToolArguments {
     tool: String,
-    #[serde(default)]
     reject_unknown: bool,
-    #[serde(default)]
     args: BTreeMap<String, RawArgRule>,
+}
+
+impl crate::config::read::FromJson for RawToolArguments {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawToolArguments",
+            &["tool", "reject_unknown", "args"],
+        )?;
+        Ok(Self {
+            tool: o.req("tool")?,
+            reject_unknown: o.or_default("reject_unknown")?,
+            args: o.or_default("args")?,
+        })
+    }
 }
 
 /// A compiled rule for one argument.

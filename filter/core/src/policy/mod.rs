@@ -54,7 +54,6 @@ mod glob;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 pub use glob::glob_match;
@@ -64,8 +63,7 @@ use crate::tls::{KexClass, TlsFacts};
 use crate::token::{SignatureClass, VerifiedToken};
 
 /// What a rule does when it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
     /// Permits the request if its conditions hold.
     Allow,
@@ -75,98 +73,201 @@ pub enum Effect {
     Require,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl crate::config::read::FromJson for Effect {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        crate::config::read::variant(
+            v,
+            &[
+                ("allow", Self::Allow),
+                ("deny", Self::Deny),
+                ("require", Self::Require),
+            ],
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default)]
 struct RawMatch {
-    #[serde(default)]
     methods: Vec<String>,
-    #[serde(default)]
     tools: Vec<String>,
-    #[serde(default)]
     resources: Vec<String>,
-    #[serde(default)]
     prompts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl crate::config::read::FromJson for RawMatch {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawMatch",
+            &["methods", "tools", "resources", "prompts"],
+        )?;
+        Ok(Self {
+            methods: o.or_default("methods")?,
+            tools: o.or_default("tools")?,
+            resources: o.or_default("resources")?,
+            prompts: o.or_default("prompts")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
 struct RawConditions {
-    #[serde(default)]
     authenticated: bool,
-    #[serde(default)]
     scopes: Vec<String>,
-    #[serde(default)]
     claims: BTreeMap<String, Value>,
-    #[serde(default)]
     min_kex: Option<String>,
-    #[serde(default)]
     groups: Vec<String>,
-    #[serde(default)]
     min_tls_version: Option<String>,
-    #[serde(default)]
     token_algs: Vec<String>,
-    #[serde(default)]
     min_token_class: Option<String>,
-    #[serde(default)]
     mtls: bool,
-    #[serde(default)]
     not_flagged: bool,
-    #[serde(default)]
     bound: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl crate::config::read::FromJson for RawConditions {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawConditions",
+            &[
+                "authenticated",
+                "scopes",
+                "claims",
+                "min_kex",
+                "groups",
+                "min_tls_version",
+                "token_algs",
+                "min_token_class",
+                "mtls",
+                "not_flagged",
+                "bound",
+            ],
+        )?;
+        Ok(Self {
+            authenticated: o.or_default("authenticated")?,
+            scopes: o.or_default("scopes")?,
+            claims: o.or_default("claims")?,
+            min_kex: o.opt("min_kex")?,
+            groups: o.or_default("groups")?,
+            min_tls_version: o.opt("min_tls_version")?,
+            token_algs: o.or_default("token_algs")?,
+            min_token_class: o.opt("min_token_class")?,
+            mtls: o.or_default("mtls")?,
+            not_flagged: o.or_default("not_flagged")?,
+            bound: o.or_default("bound")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
 struct RawRule {
     name: String,
     effect: Effect,
-    #[serde(rename = "match", default)]
     matcher: RawMatch,
-    #[serde(default)]
     when: RawConditions,
 }
 
+impl crate::config::read::FromJson for RawRule {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawRule",
+            &["name", "effect", "match", "when"],
+        )?;
+        Ok(Self {
+            name: o.req("name")?,
+            effect: o.req("effect")?,
+            matcher: o.or_default("match")?,
+            when: o.or_default("when")?,
+        })
+    }
+}
+
 /// The raw `policy` section.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawPolicy {
-    #[serde(default)]
     rules: Vec<RawRule>,
-    #[serde(default)]
     arguments: Vec<args::RawToolArguments>,
     /// Pinned tool definitions: tool name → SHA3-256 hex digest.
-    #[serde(default)]
     pins: BTreeMap<String, String>,
     /// Seconds an identity stays flagged after an anomaly (default 600).
-    #[serde(default)]
     flag_seconds: Option<u64>,
     /// Denials within `flag_seconds` that flag an identity (default 5).
-    #[serde(default)]
     flag_after_denials: Option<u32>,
 }
 
+impl crate::config::read::FromJson for RawPolicy {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawPolicy",
+            &[
+                "rules",
+                "arguments",
+                "pins",
+                "flag_seconds",
+                "flag_after_denials",
+            ],
+        )?;
+        Ok(Self {
+            rules: o.or_default("rules")?,
+            arguments: o.or_default("arguments")?,
+            pins: o.or_default("pins")?,
+            flag_seconds: o.opt("flag_seconds")?,
+            flag_after_denials: o.opt("flag_after_denials")?,
+        })
+    }
+}
+
 /// The raw `p2p_connectivity` block, accepted verbatim.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawP2p {
-    #[serde(default)]
     enforce_pqc: bool,
-    #[serde(default)]
     allowed_algos: Vec<String>,
-    #[serde(default)]
     threat_detection: RawThreatDetection,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl crate::config::read::FromJson for RawP2p {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawP2p",
+            &["enforce_pqc", "allowed_algos", "threat_detection"],
+        )?;
+        Ok(Self {
+            enforce_pqc: o.or_default("enforce_pqc")?,
+            allowed_algos: o.or_default("allowed_algos")?,
+            threat_detection: o.or_default("threat_detection")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
 struct RawThreatDetection {
-    #[serde(default)]
     block_downgrade_attempts: bool,
-    #[serde(default)]
     alert_on_latency_spike: bool,
     /// A response this many times slower than the baseline is a spike (default 4).
-    #[serde(default)]
     latency_spike_factor: Option<f64>,
+}
+
+impl crate::config::read::FromJson for RawThreatDetection {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::strict(
+            v,
+            "struct RawThreatDetection",
+            &[
+                "block_downgrade_attempts",
+                "alert_on_latency_spike",
+                "latency_spike_factor",
+            ],
+        )?;
+        Ok(Self {
+            block_downgrade_attempts: o.or_default("block_downgrade_attempts")?,
+            alert_on_latency_spike: o.or_default("alert_on_latency_spike")?,
+            latency_spike_factor: o.opt("latency_spike_factor")?,
+        })
+    }
 }
 
 /// A policy configuration error, with the path of the offending entry.

@@ -10,12 +10,14 @@ use crate::token::{Algorithm, Claims, VerifiedToken};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+use crate::config::read::FromJson;
+
 fn policy(v: Value) -> Policy {
-    compile(serde_json::from_value(v).unwrap()).unwrap()
+    compile(RawPolicy::read(&v).unwrap()).unwrap()
 }
 
 fn connectivity(v: Value) -> Connectivity {
-    compile_connectivity(serde_json::from_value(v).unwrap()).unwrap()
+    compile_connectivity(RawP2p::read(&v).unwrap()).unwrap()
 }
 
 fn token(alg: Algorithm, scope: &str, extra: Value) -> VerifiedToken {
@@ -390,16 +392,14 @@ fn refuses_invalid_policies_with_precise_messages() {
         (json!({"pins": {"echo": "abc"}}), "pins.echo"),
     ];
     for (v, needle) in bad {
-        let msg = match serde_json::from_value::<RawPolicy>(v.clone()) {
-            Err(e) => e.to_string(),
+        let msg = match RawPolicy::read(&v) {
+            Err(e) => e,
             Ok(raw) => compile(raw).unwrap_err().to_string(),
         };
         assert!(msg.contains(needle), "{v}: {msg}");
     }
-    let e = compile_connectivity(
-        serde_json::from_value(json!({"allowed_algos": ["ML-KEM-512"]})).unwrap(),
-    )
-    .unwrap_err();
+    let e = compile_connectivity(RawP2p::read(&json!({"allowed_algos": ["ML-KEM-512"]})).unwrap())
+        .unwrap_err();
     assert!(e.to_string().contains("ML-KEM-512"));
 }
 

@@ -16,7 +16,6 @@
 
 use std::fmt;
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sha3::Sha3_256;
@@ -149,22 +148,38 @@ pub struct SkippedKey {
 }
 
 /// The JWK members pqguard reads. Others (`x5c`, `n`, …) are ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 struct RawJwk {
     kty: Option<String>,
     alg: Option<String>,
     kid: Option<String>,
-    #[serde(rename = "use")]
     use_: Option<String>,
     key_ops: Option<Vec<String>>,
-    #[serde(rename = "pub")]
     public: Option<String>,
-    #[serde(rename = "priv")]
     private: Option<String>,
     crv: Option<String>,
     x: Option<String>,
     y: Option<String>,
     d: Option<String>,
+}
+
+impl crate::config::read::FromJson for RawJwk {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        let o = crate::config::read::Object::lenient(v, "struct RawJwk")?;
+        Ok(Self {
+            kty: o.opt("kty")?,
+            alg: o.opt("alg")?,
+            kid: o.opt("kid")?,
+            use_: o.opt("use")?,
+            key_ops: o.opt("key_ops")?,
+            public: o.opt("pub")?,
+            private: o.opt("priv")?,
+            crv: o.opt("crv")?,
+            x: o.opt("x")?,
+            y: o.opt("y")?,
+            d: o.opt("d")?,
+        })
+    }
 }
 
 impl RawJwk {
@@ -190,7 +205,7 @@ fn parse_raw(bytes: &[u8]) -> Result<Vec<RawJwk>, KeyError> {
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            serde_json::from_value::<RawJwk>(v)
+            <RawJwk as crate::config::read::FromJson>::read(&v)
                 .map_err(|e| KeyError::Shape(format!("key {i}: {e}")))
         })
         .collect()

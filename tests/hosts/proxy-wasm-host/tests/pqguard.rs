@@ -412,6 +412,33 @@ fn a_valid_token_passes_and_missing_expired_forged_or_foreign_ones_get_401() {
 }
 
 #[test]
+fn with_forward_token_false_the_token_stops_at_the_filter() {
+    let mut s = setup(false);
+    s.config["auth"]["forward_token"] = json!(false);
+    let fleet = Fleet::load();
+    let mut w = start(&fleet, &s.config);
+    let good = token(&s.pq, "alice", "tools:call", 300);
+    let o = w
+        .exchange(
+            bearer(Request::mcp(&call("f-1", "echo")), &good).over_tls(PQ),
+            echo_upstream,
+        )
+        .expect("host");
+    assert!(!o.local, "{o:?}");
+    assert_eq!(o.upstream_header("authorization"), None, "{o:?}");
+    // Still checked before it is dropped: a forged token is refused.
+    let mut tampered = good.clone();
+    tampered.replace_range(tampered.len() - 8.., "AAAAAAAA");
+    let o = w
+        .exchange(
+            bearer(Request::mcp(&call("f-2", "echo")), &tampered).over_tls(PQ),
+            unreachable_upstream,
+        )
+        .expect("host");
+    assert_refused(&o, 401, -32001, &json!("f-2"));
+}
+
+#[test]
 fn the_pq_rule_passes_over_a_hybrid_handshake_and_refuses_classical_or_unknown_transport() {
     let s = setup(false);
     let fleet = Fleet::load();
