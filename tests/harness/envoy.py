@@ -241,7 +241,9 @@ class EnvoyProcess(ManagedProcess):
         argv = [
             str(envoy_binary()),
             "-c", str(self.config_path),
-            "--base-id", str(base_id),
+            # A starting point only: two topologies alive at once whose admin ports differ by less
+            # than their Envoy count would otherwise collide ("unable to bind domain socket").
+            "--base-id", str(base_id), "--use-dynamic-base-id",
             "--log-level", "info",
             "--component-log-level", "wasm:info",
         ]
