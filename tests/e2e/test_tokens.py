@@ -321,6 +321,36 @@ def test_token_cache_counts_a_miss_then_hits(token_edge: Topology, token_keys: T
                on_timeout=lambda: f"(hit, miss) = {counters()}, before {(hits0, misses0)}")
 
 
+def test_forward_token_false_keeps_the_token_from_the_mcp_server(
+        request: pytest.FixtureRequest, token_edge: Topology, token_keys: TokenKeys) -> None:
+    """By default the verified token goes on to the MCP server. With ``auth.forward_token: false``
+    (Envoy jwt_authn's default) the server never receives it, and the decisions are the same: a
+    valid token passes, a tampered one is refused before anything is forwarded."""
+    token = token_keys.issuer.mint(token_keys.by_alg["ML-DSA-65"], sub="forward", scope="tools:read")
+
+    def entry(topology: Topology, rpc_id: str) -> dict[str, Any]:
+        entries = [e for e in topology.mcp_received() if e.get("id") == rpc_id]
+        assert len(entries) == 1, entries
+        return entries[0]
+
+    call = tool_once(token_edge.pq_url, "echo", {"text": "forwarded"}, token=token)
+    assert call.status == 200 and call.result_text == "forwarded", call.response.text
+    assert entry(token_edge, call.rpc_id)["has_authorization"] is True
+
+    config = {"auth": {"audience": AUD, "issuers": [ISS], "jwks": token_keys.jwks, "forward_token": False,
+                       "resource_metadata": RESOURCE_METADATA, "resource_metadata_url": METADATA_URL}}
+    stripping = start_extra_topology(request, config, label="the token topology with forward_token false",
+                                     plugin_config_as_string=False)
+    call = tool_once(stripping.pq_url, "echo", {"text": "stopped at the filter"}, token=token)
+    assert call.status == 200 and call.result_text == "stopped at the filter", call.response.text
+    assert entry(stripping, call.rpc_id)["has_authorization"] is False
+    record = record_of(stripping.edge_log, call)
+    assert (record.get("outcome"), record.get("subject")) == ("forwarded", "forward"), record
+
+    refused = tool_once(stripping.pq_url, "echo", {"text": "x"}, token=tamper_signature(token))
+    assert_unauthorized(stripping, refused, "bad_signature")
+
+
 # -- (e) remote JWKS: rotation under continuous traffic, bad answers ----------------------------------
 
 

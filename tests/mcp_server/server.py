@@ -230,6 +230,8 @@ class RecordingMiddleware:
             "body_bytes": len(body),
             "param_headers": {k: v for k, v in headers.items() if k.startswith("mcp-param-")},
             "accept_encoding": headers.get("accept-encoding"),
+            # Whether a bearer token reached the server (never the token itself).
+            "has_authorization": "authorization" in headers,
         }
         entry.update(describe_body(body))
         self.log.add(entry)
