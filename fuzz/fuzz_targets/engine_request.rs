@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use pqguard_core::engine::{Action, Effects, Exchange, MemoryStore, RequestStart, Worker};
+use pqguard_core::engine::{Action, ConnectionFacts, Effects, Exchange, MemoryStore, RequestStart, Worker};
 
 const NOW_MS: u64 = 1_800_000_000_000;
 const VERSIONS: [&str; 6] = ["", "2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
@@ -52,8 +52,11 @@ fuzz_target!(|data: &[u8]| {
         headers: Ok(headers),
         end_of_stream: body.is_empty(),
         now_ms: Some(NOW_MS),
-        tls_version: Some("TLSv1.3".into()),
-        tls_group: Some(if selector & 0x20 == 0 { "X25519MLKEM768" } else { "X25519" }.into()),
+        connection: ConnectionFacts {
+            tls_version: Some("TLSv1.3".into()),
+            tls_group: Some(if selector & 0x20 == 0 { "X25519MLKEM768" } else { "X25519" }.into()),
+            ..ConnectionFacts::default()
+        },
         ..RequestStart::default()
     };
     let mut ex = Exchange::new();

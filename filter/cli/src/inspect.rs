@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pqguard_core::config::Config;
-use pqguard_core::engine::{Action, Effects, Exchange, Level, MemoryStore, RequestStart, Worker};
+use pqguard_core::engine::{
+    Action, ConnectionFacts, Effects, Exchange, Level, MemoryStore, RequestStart, Worker,
+};
 use pqguard_core::outcome::log::REQUEST_MARKER;
 use pqguard_core::token::KeySet;
 use serde_json::{json, Value};
@@ -54,14 +56,16 @@ pub fn inspect(a: &InspectArgs) -> Result<ExitCode, String> {
         headers: Ok(request_headers(a, body.as_deref())?),
         end_of_stream: body.is_none(),
         now_ms: Some(now_ms),
-        tls_version: a
-            .tls_version
-            .clone()
-            .or_else(|| a.tls_group.as_ref().map(|_| "TLSv1.3".to_owned())),
-        tls_group: a.tls_group.clone(),
-        tls_cipher: a.tls_cipher.clone(),
+        connection: ConnectionFacts {
+            tls_version: a
+                .tls_version
+                .clone()
+                .or_else(|| a.tls_group.as_ref().map(|_| "TLSv1.3".to_owned())),
+            tls_group: a.tls_group.clone(),
+            tls_cipher: a.tls_cipher.clone(),
+            ..ConnectionFacts::default()
+        },
         request_id: Some("pqguard-inspect".to_owned()),
-        ..RequestStart::default()
     };
     let mut exchange = Exchange::new();
     let mut action = exchange.request_head(&mut worker, &store, start, &mut out);

@@ -168,11 +168,7 @@ impl HttpContext for RequestContext {
                 headers: host::request_headers().map_err(|e| e.to_string()),
                 end_of_stream,
                 now_ms: host::now_millis(),
-                tls_version: facts.tls_version,
-                tls_group: facts.tls_group,
-                tls_cipher: facts.tls_cipher,
-                mtls: facts.mtls,
-                peer_certificate_digest: facts.peer_certificate_digest,
+                connection: facts,
                 request_id: worker.wants_request_id().then(host::request_id).flatten(),
             }
         };

@@ -38,6 +38,7 @@ use crate::threat;
 use crate::tls::TlsFacts;
 use crate::token::{self, VerifiedToken};
 
+use super::connections::ConnectionFacts;
 use super::effects::{metric_part, Effects, Level};
 use super::shared::{self, SharedStore};
 use super::worker::Worker;
@@ -91,16 +92,8 @@ pub struct RequestStart {
     /// The host clock, ms since the Unix epoch; `None` when the host could
     /// not tell (the request is then refused: no time, no token check).
     pub now_ms: Option<u64>,
-    /// `connection.tls_version`.
-    pub tls_version: Option<String>,
-    /// The negotiated key-exchange group (filter state).
-    pub tls_group: Option<String>,
-    /// The negotiated cipher (filter state).
-    pub tls_cipher: Option<String>,
-    /// Whether the client presented a verified certificate.
-    pub mtls: bool,
-    /// SHA-256 of that certificate, hex (mTLS only).
-    pub peer_certificate_digest: Option<String>,
+    /// The downstream connection's TLS facts.
+    pub connection: ConnectionFacts,
     /// The host's request id (`x-request-id`), for audit records; read only
     /// when [`Worker::wants_request_id`].
     pub request_id: Option<String>,
@@ -113,11 +106,7 @@ impl Default for RequestStart {
             headers: Ok(Vec::new()),
             end_of_stream: false,
             now_ms: None,
-            tls_version: None,
-            tls_group: None,
-            tls_cipher: None,
-            mtls: false,
-            peer_certificate_digest: None,
+            connection: ConnectionFacts::default(),
             request_id: None,
         }
     }
@@ -300,8 +289,13 @@ impl Exchange {
     ) -> Action {
         self.started_ms = start.now_ms.unwrap_or(0);
         self.now_ms = self.started_ms;
-        self.facts = TlsFacts::new(start.tls_version, start.tls_group, start.tls_cipher);
-        self.mtls = start.mtls;
+        let connection = start.connection;
+        self.facts = TlsFacts::new(
+            connection.tls_version,
+            connection.tls_group,
+            connection.tls_cipher,
+        );
+        self.mtls = connection.mtls;
         self.request_id = start.request_id;
         self.count_inventory(w, out);
         let headers = match start.headers {
@@ -362,7 +356,7 @@ impl Exchange {
         };
         let early = self
             .authenticate(w, store, out)
-            .and_then(|()| self.check_downgrade(w, store, start.peer_certificate_digest, out))
+            .and_then(|()| self.check_downgrade(w, store, connection.peer_certificate_digest, out))
             .and_then(|()| self.binding_head(w));
         if let Err(rejection) = early {
             if self.verdict == HeadVerdict::InspectBody && !start.end_of_stream {

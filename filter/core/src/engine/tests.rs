@@ -154,11 +154,13 @@ impl Req {
             headers: Ok(headers),
             end_of_stream: self.body.is_none(),
             now_ms: self.now_ms,
-            tls_version: self.group.map(|_| "TLSv1.3".to_owned()),
-            tls_group: self.group.map(str::to_owned),
-            tls_cipher: self.group.map(|_| "TLS_AES_128_GCM_SHA256".to_owned()),
+            connection: ConnectionFacts {
+                tls_version: self.group.map(|_| "TLSv1.3".to_owned()),
+                tls_group: self.group.map(str::to_owned),
+                tls_cipher: self.group.map(|_| "TLS_AES_128_GCM_SHA256".to_owned()),
+                ..ConnectionFacts::default()
+            },
             request_id: Some("req-1".into()),
-            ..RequestStart::default()
         }
     }
 }

@@ -293,25 +293,43 @@ pub(crate) struct MlDsa65Signer(Box<ml_dsa::SigningKey<ml_dsa::MlDsa65>>);
 impl MlDsa65Signer {
     /// The key of a seed.
     pub(crate) fn from_seed(seed: &[u8; 32]) -> Self {
-        Self(Box::new(ml_dsa::SigningKey::from_seed(
-            &ml_dsa::Seed::from(*seed),
-        )))
+        Self(ml_dsa_from_seed(seed))
     }
 
     /// The encoded public key.
     pub(crate) fn public_bytes(&self) -> Vec<u8> {
-        use ml_dsa::Keypair;
-        self.0.verifying_key().encode().to_vec()
+        ml_dsa_public(&self.0)
     }
 
     /// A deterministic signature over `msg` with an empty context.
     pub(crate) fn sign(&self, msg: &[u8]) -> Option<Vec<u8>> {
-        self.0
-            .expanded_key()
-            .sign_deterministic(msg, &[])
-            .ok()
-            .map(|s| s.encode().to_vec())
+        ml_dsa_sign(&self.0, msg, &[])
     }
+}
+
+/// An ML-DSA signing key from its 32-byte seed (FIPS 204 `KeyGen_internal`).
+fn ml_dsa_from_seed<P: ml_dsa::MlDsaParams>(seed: &[u8; 32]) -> Box<ml_dsa::SigningKey<P>> {
+    Box::new(ml_dsa::SigningKey::<P>::from_seed(&ml_dsa::Seed::from(
+        *seed,
+    )))
+}
+
+/// The encoded public key of a signing key.
+fn ml_dsa_public<P: ml_dsa::MlDsaParams>(key: &ml_dsa::SigningKey<P>) -> Vec<u8> {
+    use ml_dsa::Keypair;
+    key.verifying_key().encode().to_vec()
+}
+
+/// A deterministic ML-DSA signature with context `ctx`; `None` if signing fails.
+fn ml_dsa_sign<P: ml_dsa::MlDsaParams>(
+    key: &ml_dsa::SigningKey<P>,
+    msg: &[u8],
+    ctx: &[u8],
+) -> Option<Vec<u8>> {
+    key.expanded_key()
+        .sign_deterministic(msg, ctx)
+        .ok()
+        .map(|s| s.encode().to_vec())
 }
 
 #[cfg(any(test, feature = "sign"))]
@@ -319,11 +337,11 @@ pub(crate) use signing::*;
 
 #[cfg(any(test, feature = "sign"))]
 mod signing {
-    use ml_dsa::{MlDsa44, MlDsa65, MlDsa87, MlDsaParams};
+    use ml_dsa::{MlDsa44, MlDsa65, MlDsa87};
 
     use super::{
-        message_representative, raw_to_der, Algorithm, ClassicalScheme, Params,
-        EC_PRIVATE_KEY_PREFIX, EC_PRIVATE_KEY_SUFFIX,
+        message_representative, ml_dsa_from_seed, ml_dsa_public, ml_dsa_sign, raw_to_der,
+        Algorithm, ClassicalScheme, Params, EC_PRIVATE_KEY_PREFIX, EC_PRIVATE_KEY_SUFFIX,
     };
 
     /// Why a private key cannot be built or used.
@@ -342,28 +360,6 @@ mod signing {
         P44(Box<ml_dsa::SigningKey<MlDsa44>>),
         P65(Box<ml_dsa::SigningKey<MlDsa65>>),
         P87(Box<ml_dsa::SigningKey<MlDsa87>>),
-    }
-
-    fn ml_dsa_from_seed<P: MlDsaParams>(seed: &[u8; 32]) -> Box<ml_dsa::SigningKey<P>> {
-        Box::new(ml_dsa::SigningKey::<P>::from_seed(&ml_dsa::Seed::from(
-            *seed,
-        )))
-    }
-
-    fn ml_dsa_public<P: MlDsaParams>(key: &ml_dsa::SigningKey<P>) -> Vec<u8> {
-        use ml_dsa::Keypair;
-        key.verifying_key().encode().to_vec()
-    }
-
-    fn ml_dsa_sign<P: MlDsaParams>(
-        key: &ml_dsa::SigningKey<P>,
-        msg: &[u8],
-        ctx: &[u8],
-    ) -> Result<Vec<u8>, SignerError> {
-        key.expanded_key()
-            .sign_deterministic(msg, ctx)
-            .map(|s| s.encode().to_vec())
-            .map_err(|_| SignerError::Signing)
     }
 
     impl MlDsaSigner {
@@ -389,6 +385,7 @@ mod signing {
                 Self::P65(k) => ml_dsa_sign(k, msg, ctx),
                 Self::P87(k) => ml_dsa_sign(k, msg, ctx),
             }
+            .ok_or(SignerError::Signing)
         }
     }
 
