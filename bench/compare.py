@@ -163,12 +163,15 @@ class Bench:
         }
         if a.before:
             self.chains["before-full"] = ([wasm_filter("before-full", a.before, full)], pq, True)
+        variant_config = {"full": full, "strip": dict(full, auth=dict(full["auth"], forward_token=False)),
+                          "inspect": {}}[a.variant_config]
         for variant in a.variant:
             label, _, path = variant.partition("=")
-            self.chains[label] = ([wasm_filter(label, Path(path), full)], pq, not label.startswith("x-"))
+            self.chains[label] = ([wasm_filter(label, Path(path), variant_config)], pq,
+                                  a.variant_config != "inspect" and not label.startswith("x-"))
         if a.only:
             keep = {"passthrough", "native", "noop-wasm", "passthrough-pqtoken", "noop-wasm-pqtoken",
-                    *a.only.split(",")}
+                    "before-full", *(v.partition("=")[0] for v in a.variant), *a.only.split(",")}
             self.chains = {k: v for k, v in self.chains.items() if k in keep}
         self.ports = {name: free_port() for name in self.chains}
         self.admin, self.upstream = free_port(), free_port()
@@ -377,7 +380,9 @@ def main() -> int:
     ap.add_argument("--before", type=Path, help="another pqguard module, measured with the pqg-full configuration")
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL=WASM",
                     help="another module measured with the pqg-full configuration (repeatable; for experiments)")
-    ap.add_argument("--only", default="", help="comma-separated pqguard listeners to keep (the three baselines always run)")
+    ap.add_argument("--variant-config", choices=["full", "strip", "inspect"], default="full",
+                    help="the configuration --variant modules run with: pqg-full's, pqg-strip's or pqg-inspect's")
+    ap.add_argument("--only", default="", help="comma-separated pqguard listeners to keep (the baselines, --before and --variant always run)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=6)
     ap.add_argument("--log-level", default="warn", help="Envoy's log level during the load (default warn)")

@@ -45,27 +45,58 @@ struct Slot {
     referenced: bool,
 }
 
-/// FxHash-style 64-bit hash of the token text, eight bytes at a time.
+/// 64-bit hash of the token text: four independent FxHash-style lanes over
+/// 32-byte blocks (so the multiplications do not wait on each other), then
+/// the tail, then a splitmix64 avalanche. A hit is confirmed by comparing the
+/// whole text ([`same_text`]), so the hash only has to spread tokens well.
 fn fast_hash(text: &str) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let bytes = text.as_bytes();
-    let mut h = bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    let len = bytes.len() as u64;
+    let mut lanes = [len, len ^ 0x9e37_79b9_7f4a_7c15, len.rotate_left(17), !len];
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane = (lane.rotate_left(5) ^ word_le(word)).wrapping_mul(K);
+        }
     }
-    let mut w = [0u8; 8];
-    let rest = chunks.remainder();
-    w[..rest.len()].copy_from_slice(rest);
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    let mut h =
+        lanes[0] ^ lanes[1].rotate_left(16) ^ lanes[2].rotate_left(32) ^ lanes[3].rotate_left(48);
+    let mut words = blocks.remainder().chunks_exact(8);
+    for word in &mut words {
+        h = (h.rotate_left(5) ^ word_le(word)).wrapping_mul(K);
+    }
+    h = (h.rotate_left(5) ^ word_le(words.remainder())).wrapping_mul(K);
     // Final avalanche (splitmix64).
     h ^= h >> 30;
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 27;
     h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
+}
+
+/// Up to eight bytes as a little-endian word (zero-padded).
+fn word_le(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = bytes.len().min(8);
+    w[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(w)
+}
+
+/// Whether two token texts are equal, compared eight bytes at a time: in
+/// wasm the `memcmp` behind `==` on `str` goes byte by byte, and a cache hit
+/// compares the whole 4-6 KB token.
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut wa, mut wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut diff = 0u64;
+    for (x, y) in (&mut wa).zip(&mut wb) {
+        diff |= word_le(x) ^ word_le(y);
+    }
+    diff == 0 && wa.remainder() == wb.remainder()
 }
 
 /// The verified-token cache. See the module documentation.
@@ -157,7 +188,7 @@ impl TokenCache {
             .index
             .get(&key)
             .copied()
-            .filter(|&i| self.slots.get(i).is_some_and(|s| *s.text == *text));
+            .filter(|&i| self.slots.get(i).is_some_and(|s| same_text(&s.text, text)));
         let Some(i) = found else {
             self.stats.misses += 1;
             return None;
@@ -192,7 +223,7 @@ impl TokenCache {
         let key = fast_hash(text);
         if let Some(&i) = self.index.get(&key) {
             if let Some(slot) = self.slots.get_mut(i) {
-                if *slot.text != *text {
+                if !same_text(&slot.text, text) {
                     slot.text = text.into();
                 }
                 slot.token = token;
@@ -249,6 +280,45 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn same_text_finds_a_difference_anywhere() {
+        for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 40, 4621] {
+            let a: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            assert!(same_text(&a, &a.clone()), "len {len}");
+            for at in [0, len / 2, len.saturating_sub(1)] {
+                if len == 0 {
+                    continue;
+                }
+                let mut b = a.clone().into_bytes();
+                b[at] = b'Z';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same_text(&a, &b), "len {len}, byte {at}");
+                assert_ne!(fast_hash(&a), fast_hash(&b), "len {len}, byte {at}");
+            }
+            let longer = format!("{a}a");
+            assert!(!same_text(&a, &longer), "len {len}");
+            assert_ne!(fast_hash(&a), fast_hash(&longer), "len {len}");
+        }
+    }
+
+    #[test]
+    fn the_hash_depends_on_every_lane_and_on_the_order_of_blocks() {
+        let base = "x".repeat(64);
+        let mut seen = std::collections::HashSet::new();
+        assert!(seen.insert(fast_hash(&base)));
+        for at in 0..64 {
+            let mut b = base.clone().into_bytes();
+            b[at] = b'y';
+            let b = String::from_utf8(b).unwrap();
+            assert!(seen.insert(fast_hash(&b)), "a change at byte {at} collides");
+        }
+        let swapped = format!("{}{}", "y".repeat(32), "x".repeat(32));
+        let swapped_back = format!("{}{}", "x".repeat(32), "y".repeat(32));
+        assert_ne!(fast_hash(&swapped), fast_hash(&swapped_back));
+    }
 
     fn text(n: u8) -> String {
         format!(
