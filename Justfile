@@ -146,6 +146,11 @@ bench-compare *ARGS: setup build _wrk
     cargo build --release --locked --target wasm32-wasip1 -p pqguard-bench --example passthrough-filter
     {{python}} bench/compare.py {{ARGS}}
 
+# Where a benchmark binary spends its time in V8, by function (built with symbols into target/symbols): `just bench-profile decision-costs MlDsaKey6verify`.
+bench-profile BIN="decision-costs" UNDER="":
+    CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/symbols cargo build --release --locked --target wasm32-wasip1 -p pqguard-bench --bin {{BIN}}
+    {{python}} bench/v8_profile.py target/symbols/wasm32-wasip1/release/{{BIN}}.wasm --under "{{UNDER}}"
+
 # Chromium, which renders the HTML crypto inventory in the audit tests (Debian package).
 _chromium:
     #!/usr/bin/env bash
