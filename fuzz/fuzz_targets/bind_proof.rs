@@ -3,7 +3,7 @@
 //! its header form; a proof made with the right key verifies and one byte of the data changes that.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pqguard_core::bind::{self, ClientKey, Covered, Issued, Proof, Secret, Signed};
+use pqguard_core::bind::{self, BoundHeaders, ClientKey, Covered, Issued, Proof, Secret};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -26,9 +26,9 @@ fuzz_target!(|data: &[u8]| {
         let key = client.open(&issued).expect("its own answer opens");
         (issued.id, key)
     });
-    let signed = Signed { method: "POST", path: "/mcp", body_digest: &digest, ts: 50, nonce: &[4; 16], token_digest: &token };
-    let proof = Proof::parse(&Proof::new(id, key, &signed).to_header()).expect("own header");
-    let covered = Covered { method: "POST", path: "/mcp", body_digest: &digest, token_digest: &token };
+    let headers = BoundHeaders { authority: Some("edge"), session_id: Some(&text), ..BoundHeaders::default() };
+    let covered = Covered { method: "POST", path: "/mcp", headers, body_digest: &digest, token_digest: &token };
+    let proof = Proof::parse(&Proof::new(id, key, &covered, 50, &[4; 16]).to_header()).expect("own header");
     assert!(proof.verify(std::slice::from_ref(&secret), &covered, 50, 60).is_ok());
     let mut other = data.to_vec();
     other.push(0);

@@ -285,7 +285,7 @@ fn run() -> Result<(), String> {
 /// 100-byte body, without the replay cache), next to the ML-DSA-65 verify
 /// a signature per request would cost (`verify_cache_miss` above).
 fn binding_costs(plan: Plan, token: &str) -> Result<(), String> {
-    use pqguard_core::bind::{self, ClientKey, Covered, Proof, Secret, Signed};
+    use pqguard_core::bind::{self, BoundHeaders, ClientKey, Covered, Proof, Secret};
     let secret = Secret {
         kid: "b1".into(),
         bytes: vec![7; 32],
@@ -303,19 +303,20 @@ fn binding_costs(plan: Plan, token: &str) -> Result<(), String> {
     let key = client.open(&issued).map_err(|e| e.to_string())?;
     let body = [b'x'; 100];
     let body_digest = bind::sha3(&body);
-    let header = Proof::new(
-        &issued.id,
-        &key,
-        &Signed {
-            method: "POST",
-            path: "/mcp",
-            body_digest: &body_digest,
-            ts: NOW,
-            nonce: &[1; 16],
-            token_digest: &token_digest,
-        },
-    )
-    .to_header();
+    let headers = BoundHeaders {
+        authority: Some("mcp.example.com"),
+        session_id: Some("3f6c1a0e-5b7d-4e2a-9c8b-2d1f0e9a7b6c"),
+        protocol_version: Some("2025-11-25"),
+        ..BoundHeaders::default()
+    };
+    let signed = Covered {
+        method: "POST",
+        path: "/mcp",
+        headers,
+        body_digest: &body_digest,
+        token_digest: &token_digest,
+    };
+    let header = Proof::new(&issued.id, &key, &signed, NOW, &[1; 16]).to_header();
     let secrets = [secret];
     let check = measure(plan, || {
         let Ok(proof) = Proof::parse(&header) else {
@@ -324,6 +325,7 @@ fn binding_costs(plan: Plan, token: &str) -> Result<(), String> {
         let covered = Covered {
             method: "POST",
             path: "/mcp",
+            headers,
             body_digest: &bind::sha3(&body),
             token_digest: &token_digest,
         };

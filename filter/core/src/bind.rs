@@ -12,18 +12,24 @@
 //!    `id`, `ct`, `K ⊕ HMAC-SHA3-256(ss, "pqguard-bind-v1 wrap" 0 id SHA3-256(ct))`
 //!    and a 16-byte key check: a KEM-DEM, so only the holder of the
 //!    decapsulation key learns `K`.
-//! 2. **Bound requests** carry `PQGuard-Binding: id=…, ts=…, nonce=…, mac=…`,
+//! 2. **Bound requests** carry `PQGuard-Binding: v=2, id=…, ts=…, nonce=…, mac=…`,
 //!    the MAC being HMAC-SHA3-256 with `K` over the HTTP method, the path,
-//!    SHA3-256 of the body, the time, the nonce and SHA3-256 of the token.
+//!    the authority, the MCP headers that route a request (`Mcp-Session-Id`,
+//!    `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`), SHA3-256 of the
+//!    body, the time, the nonce and SHA3-256 of the token (see [`request_mac`]).
 //!
 //! Nothing is stored: any worker of any Envoy holding the same binding
 //! secret recomputes `K` from the id and the token, so bindings survive
 //! worker and instance changes behind a load balancer. Secrets have ids
 //! (the first binds, all verify), so they rotate without downtime. Replays
-//! are stopped per worker within the time window (see [`ReplayCache`]).
+//! are stopped within the time window by every worker of one Envoy (the
+//! engine's shared replay set) or per worker (see [`ReplayCache`]).
 //!
 //! A token whose `cnf` claim (RFC 7800) carries `mlkem#S3-256`, the
-//! base64url SHA3-256 of an encapsulation key, binds to that key only.
+//! base64url SHA3-256 of an encapsulation key, binds to that key only, and
+//! only such a token's proofs make a request *bound*: a proof for a token
+//! without `cnf` shows that somebody holds some key, not that the token's
+//! owner does (see [`confirmation`]).
 
 use hmac::{KeyInit, Mac, SimpleHmac};
 use ml_kem::array::Array;
@@ -45,6 +51,14 @@ pub const EK_LEN: usize = 1184;
 pub const CT_LEN: usize = 1088;
 /// Randomness one binding consumes: 16 bytes of id, 32 of encapsulation.
 pub const BIND_RANDOM_LEN: usize = 48;
+/// The `cnf` member of a certificate-bound token (RFC 8705): base64url
+/// SHA-256 of the client certificate (DER).
+pub const CNF_X5T: &str = "x5t#S256";
+/// The proof format this filter speaks (`v=2` in the header).
+pub const PROOF_VERSION: &str = "2";
+/// How far in the future a proof's time may be (seconds): a little clock
+/// skew, never proofs made in advance.
+pub const FUTURE_SKEW_SECONDS: u64 = 5;
 
 type HmacSha3 = SimpleHmac<Sha3_256>;
 
@@ -82,15 +96,28 @@ pub enum BindError {
     Required,
     /// The request carries a proof but no bearer token to bind it to.
     NoToken,
+    /// The token's `cnf` names a confirmation method this filter does not
+    /// check (the member, or why the claim cannot be read): refused, never
+    /// taken as a bearer token.
+    UnsupportedConfirmation(&'static str),
+    /// The token's `cnf` names a client certificate (`x5t#S256`) and the
+    /// connection has no certificate, or another one.
+    CertificateMismatch,
+    /// The binding made too many live proofs on this worker
+    /// (`replay_per_binding`): slow down.
+    Quota,
 }
 
 impl BindError {
     /// The `error` a client acts on (in `WWW-Authenticate`): `rebind` (bind
-    /// again), `clock_skew` (fix the clock), or `invalid_binding`.
+    /// again), `clock_skew` (fix the clock), `retry` (later, with a new
+    /// proof: the answer is 503 or 429 with `Retry-After`), or
+    /// `invalid_binding`.
     pub fn hint(&self) -> &'static str {
         match self {
             Self::Expired | Self::UnknownSecret | Self::Required => "rebind",
             Self::OutsideWindow => "clock_skew",
+            Self::Busy | Self::Quota => "retry",
             _ => "invalid_binding",
         }
     }
@@ -111,6 +138,9 @@ impl BindError {
             Self::BadAnswer(_) => "binding_bad_answer",
             Self::Required => "binding_required",
             Self::NoToken => "binding_without_token",
+            Self::UnsupportedConfirmation(_) => "cnf_unsupported",
+            Self::CertificateMismatch => "cnf_certificate_mismatch",
+            Self::Quota => "binding_quota",
         }
     }
 }
@@ -135,6 +165,13 @@ impl std::fmt::Display for BindError {
                 f.write_str("the token is confirmed for an ML-KEM key: a binding proof is required")
             }
             Self::NoToken => f.write_str("a binding proof needs a bearer token"),
+            Self::UnsupportedConfirmation(what) => {
+                write!(f, "the token's cnf cannot be checked here: {what}")
+            }
+            Self::CertificateMismatch => f.write_str(
+                "the token is bound to a client certificate (x5t#S256) this connection did not present",
+            ),
+            Self::Quota => f.write_str("too many live proofs for this binding"),
         }
     }
 }
@@ -174,13 +211,19 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// One binding secret.
+/// One binding secret (wiped when dropped).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
     /// Its id, the first part of every binding id it made.
     pub kid: String,
     /// At least 32 bytes.
     pub bytes: Vec<u8>,
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.bytes);
+    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -225,6 +268,35 @@ pub struct RawBinding {
     require_for_cnf: bool,
     allow_unconfirmed_tokens: bool,
     replay_capacity: usize,
+    replay_scope: ReplayScope,
+    replay_per_binding: usize,
+}
+
+/// Who shares the set of accepted proofs (replay protection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayScope {
+    /// Each worker remembers its own proofs: a proof replayed to another
+    /// worker is not caught. Only for hosts without shared data.
+    Worker,
+    /// Every worker of one Envoy shares one set (proxy-wasm shared data with
+    /// compare-and-swap): the default.
+    Envoy,
+}
+
+impl ReplayScope {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Worker => "worker",
+            Self::Envoy => "envoy",
+        }
+    }
+}
+
+impl crate::config::read::FromJson for ReplayScope {
+    fn read(v: &serde_json::Value) -> Result<Self, crate::config::read::ReadError> {
+        crate::config::read::variant(v, &[("worker", Self::Worker), ("envoy", Self::Envoy)])
+    }
 }
 
 impl crate::config::read::FromJson for RawBinding {
@@ -239,6 +311,8 @@ impl crate::config::read::FromJson for RawBinding {
                 "require_for_cnf",
                 "allow_unconfirmed_tokens",
                 "replay_capacity",
+                "replay_scope",
+                "replay_per_binding",
             ],
         )?;
         Ok(Self {
@@ -246,8 +320,10 @@ impl crate::config::read::FromJson for RawBinding {
             ttl_seconds: o.or("ttl_seconds", default_ttl())?,
             window_seconds: o.or("window_seconds", default_window())?,
             require_for_cnf: o.or("require_for_cnf", default_true())?,
-            allow_unconfirmed_tokens: o.or("allow_unconfirmed_tokens", default_true())?,
+            allow_unconfirmed_tokens: o.or("allow_unconfirmed_tokens", false)?,
             replay_capacity: o.or("replay_capacity", default_replay())?,
+            replay_scope: o.or("replay_scope", ReplayScope::Envoy)?,
+            replay_per_binding: o.or("replay_per_binding", default_per_binding())?,
         })
     }
 }
@@ -280,6 +356,9 @@ fn default_true() -> bool {
 fn default_replay() -> usize {
     100_000
 }
+fn default_per_binding() -> usize {
+    2_000
+}
 
 /// Compiled binding settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,10 +372,15 @@ pub struct BindingSettings {
     pub window_seconds: u64,
     /// A token whose `cnf` names an ML-KEM key is refused without a proof.
     pub require_for_cnf: bool,
-    /// Tokens without `cnf` may bind.
+    /// Tokens without `cnf` may bind (their proofs are checked, but a
+    /// request is only *bound* when the token confirms the key).
     pub allow_unconfirmed_tokens: bool,
-    /// Live proofs remembered per worker against replay.
+    /// Live proofs remembered against replay (in the whole set).
     pub replay_capacity: usize,
+    /// Who shares the replay set.
+    pub replay_scope: ReplayScope,
+    /// Live proofs one binding may have on one worker.
+    pub replay_per_binding: usize,
 }
 
 /// Validates the `binding` section.
@@ -332,9 +416,19 @@ pub fn compile(raw: RawBinding) -> Result<BindingSettings, String> {
         }
         secrets.push(Secret { kid: s.kid, bytes });
     }
-    if raw.ttl_seconds == 0 || raw.window_seconds == 0 || raw.replay_capacity == 0 {
+    if raw.ttl_seconds == 0
+        || raw.window_seconds == 0
+        || raw.replay_capacity == 0
+        || raw.replay_per_binding == 0
+    {
         return Err(
-            "binding: ttl_seconds, window_seconds and replay_capacity must be positive".into(),
+            "binding: ttl_seconds, window_seconds, replay_capacity and replay_per_binding must be positive"
+                .into(),
+        );
+    }
+    if raw.window_seconds > 300 {
+        return Err(
+            "binding.window_seconds: at most 300 (a proof is fresh or it is a replay risk)".into(),
         );
     }
     Ok(BindingSettings {
@@ -344,6 +438,8 @@ pub fn compile(raw: RawBinding) -> Result<BindingSettings, String> {
         require_for_cnf: raw.require_for_cnf,
         allow_unconfirmed_tokens: raw.allow_unconfirmed_tokens,
         replay_capacity: raw.replay_capacity,
+        replay_scope: raw.replay_scope,
+        replay_per_binding: raw.replay_per_binding,
     })
 }
 
@@ -412,6 +508,104 @@ pub fn cnf_thumbprint(claims: &crate::token::Claims) -> Option<&str> {
     claims.get("cnf")?.get(CNF_MEMBER)?.as_str()
 }
 
+/// How a request was proven by the key its token confirms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// An ML-KEM binding proof (`cnf.mlkem#S3-256`).
+    MlKem,
+    /// The TLS client certificate (`cnf.x5t#S256`, RFC 8705).
+    Certificate,
+}
+
+impl Mechanism {
+    /// The name in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MlKem => "mlkem",
+            Self::Certificate => "x5t#S256",
+        }
+    }
+}
+
+/// What a token's `cnf` claim (RFC 7800) asks the filter to check. Every
+/// member named must be proven.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confirmation {
+    /// `mlkem#S3-256`: the ML-KEM key whose binding must make the proof.
+    pub mlkem: Option<String>,
+    /// `x5t#S256`: base64url SHA-256 of the client certificate (RFC 8705).
+    pub x5t: Option<String>,
+}
+
+/// Reads a token's `cnf` claim: `Ok(None)` without one; an error for a
+/// confirmation this filter cannot check (DPoP's `jkt`, `jwk`, `jku`,
+/// `kid`, an unknown member, a claim that is not an object of strings):
+/// such a token is refused, never taken as a plain bearer token.
+pub fn confirmation(claims: &crate::token::Claims) -> Result<Option<Confirmation>, BindError> {
+    let Some(cnf) = claims.get("cnf") else {
+        return Ok(None);
+    };
+    let members = cnf
+        .as_object()
+        .ok_or(BindError::UnsupportedConfirmation("cnf is not an object"))?;
+    if members.is_empty() {
+        return Err(BindError::UnsupportedConfirmation("cnf is empty"));
+    }
+    let mut out = Confirmation::default();
+    for (name, value) in members {
+        let slot = match name.as_str() {
+            CNF_MEMBER => &mut out.mlkem,
+            CNF_X5T => &mut out.x5t,
+            "jkt" => {
+                return Err(BindError::UnsupportedConfirmation(
+                    "jkt (DPoP proofs are not validated)",
+                ))
+            }
+            "jwk" | "jku" | "kid" | "osc" => {
+                return Err(BindError::UnsupportedConfirmation(
+                    "a key confirmation method without a proof this filter checks",
+                ))
+            }
+            _ => return Err(BindError::UnsupportedConfirmation("an unknown cnf member")),
+        };
+        let text =
+            value
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .ok_or(BindError::UnsupportedConfirmation(
+                    "a cnf member that is not a non-empty string",
+                ))?;
+        *slot = Some(text.to_owned());
+    }
+    Ok(Some(out))
+}
+
+/// Checks `x5t#S256` against the SHA-256 digest of the client certificate,
+/// in hex as Envoy reports it (`connection.sha256_peer_certificate_digest`).
+pub fn confirm_certificate(x5t: &str, peer_digest_hex: Option<&str>) -> Result<(), BindError> {
+    let digest = peer_digest_hex
+        .and_then(decode_hex32)
+        .ok_or(BindError::CertificateMismatch)?;
+    if constant_time_eq(base64url_encode(&digest).as_bytes(), x5t.as_bytes()) {
+        Ok(())
+    } else {
+        Err(BindError::CertificateMismatch)
+    }
+}
+
+fn decode_hex32(hex: &str) -> Option<Key32> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *o = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Checks an encapsulation key against a token's `cnf` thumbprint, if any.
 pub fn confirm(ek: &[u8], cnf: Option<&str>, allow_unconfirmed: bool) -> Result<(), BindError> {
     match cnf {
@@ -445,8 +639,8 @@ pub fn issue(
     );
     let m: [u8; 32] = m.try_into().unwrap_or_else(|_| unreachable!());
     let (ct, ss) = ek.encapsulate_deterministic(&Array::from(m));
-    let key = binding_key(secret, &id, token_digest);
-    let wrap = wrap_key(ss.as_slice(), &id, ct.as_slice());
+    let key = zeroize::Zeroizing::new(binding_key(secret, &id, token_digest));
+    let wrap = zeroize::Zeroizing::new(wrap_key(ss.as_slice(), &id, ct.as_slice()));
     Ok(Issued {
         key_check: key_check(&key, &id),
         wrapped_key: xor(&key, &wrap),
@@ -497,52 +691,81 @@ impl ClientKey {
     }
 }
 
-/// What a bound request's MAC covers.
-#[derive(Debug, Clone, Copy)]
-pub struct Signed<'a> {
-    /// HTTP method.
-    pub method: &'a str,
-    /// `:path`, query included, as sent.
-    pub path: &'a str,
-    /// SHA3-256 of the body (of nothing for a request without one).
-    pub body_digest: &'a Key32,
-    /// Unix seconds.
-    pub ts: u64,
-    /// 16 or more fresh random bytes.
-    pub nonce: &'a [u8],
-    /// SHA3-256 of the bearer token.
-    pub token_digest: &'a Key32,
+/// The request headers a proof covers besides method and path. An absent
+/// header is encoded apart from an empty one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BoundHeaders<'a> {
+    /// `:authority` (HTTP/1.1 `Host`), as sent.
+    pub authority: Option<&'a str>,
+    /// `Mcp-Session-Id`.
+    pub session_id: Option<&'a str>,
+    /// `MCP-Protocol-Version`.
+    pub protocol_version: Option<&'a str>,
+    /// `Mcp-Method` (2026-07-28).
+    pub mcp_method: Option<&'a str>,
+    /// `Mcp-Name` (2026-07-28).
+    pub mcp_name: Option<&'a str>,
 }
 
-/// The MAC of a bound request.
-pub fn request_mac(key: &Key32, s: &Signed<'_>) -> Key32 {
-    hmac(
-        key,
-        &[
-            b"pqguard-bind-v1 request\0",
-            s.method.as_bytes(),
-            b"\0",
-            s.path.as_bytes(),
-            b"\0",
-            s.body_digest,
-            &s.ts.to_be_bytes(),
-            s.nonce,
-            s.token_digest,
-        ],
-    )
-}
-
-/// The request a proof is checked against (filter side).
+/// What a bound request's MAC covers: the request as sent (client side) or
+/// as received (filter side).
 #[derive(Debug, Clone, Copy)]
 pub struct Covered<'a> {
     /// HTTP method.
     pub method: &'a str,
-    /// `:path` as received.
+    /// `:path`, query included, as sent.
     pub path: &'a str,
-    /// SHA3-256 of the body.
+    /// The authority and the MCP routing headers.
+    pub headers: BoundHeaders<'a>,
+    /// SHA3-256 of the body (of nothing for a request without one).
     pub body_digest: &'a Key32,
     /// SHA3-256 of the bearer token.
     pub token_digest: &'a Key32,
+}
+
+/// `1 ‖ length (4 bytes, big-endian) ‖ bytes`, or `0` when absent.
+fn field(mac: &mut HmacSha3, value: Option<&[u8]>) {
+    match value {
+        Some(v) => {
+            mac.update(&[1]);
+            // Header values are far below 4 GiB; saturate rather than wrap.
+            let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
+            mac.update(&len.to_be_bytes());
+            mac.update(v);
+        }
+        None => mac.update(&[0]),
+    }
+}
+
+/// The MAC of a bound request (proof format 2):
+///
+/// ```text
+/// HMAC-SHA3-256(K, "pqguard-bind-v2 request" 0
+///     ‖ F(method) ‖ F(path) ‖ F(authority) ‖ F(Mcp-Session-Id)
+///     ‖ F(MCP-Protocol-Version) ‖ F(Mcp-Method) ‖ F(Mcp-Name)
+///     ‖ SHA3-256(body) ‖ ts (8 bytes, big-endian) ‖ F(nonce) ‖ SHA3-256(token))
+/// F(x) = 1 ‖ len(x) (4 bytes, big-endian) ‖ x, or 0 for an absent header
+/// ```
+pub fn request_mac(key: &Key32, c: &Covered<'_>, ts: u64, nonce: &[u8]) -> Key32 {
+    let mut mac = <HmacSha3 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(b"pqguard-bind-v2 request\0");
+    field(&mut mac, Some(c.method.as_bytes()));
+    field(&mut mac, Some(c.path.as_bytes()));
+    let h = &c.headers;
+    for header in [
+        h.authority,
+        h.session_id,
+        h.protocol_version,
+        h.mcp_method,
+        h.mcp_name,
+    ] {
+        field(&mut mac, header.map(str::as_bytes));
+    }
+    mac.update(c.body_digest);
+    mac.update(&ts.to_be_bytes());
+    field(&mut mac, Some(nonce));
+    mac.update(c.token_digest);
+    mac.finalize().into_bytes().into()
 }
 
 /// A parsed `PQGuard-Binding` header.
@@ -559,20 +782,21 @@ pub struct Proof {
 }
 
 impl Proof {
-    /// Builds the proof of a request (client side).
-    pub fn new(id: &str, key: &Key32, s: &Signed<'_>) -> Self {
+    /// Builds the proof of a request (client side): `nonce` is 16 to 64
+    /// fresh random bytes, `ts` the time in Unix seconds.
+    pub fn new(id: &str, key: &Key32, request: &Covered<'_>, ts: u64, nonce: &[u8]) -> Self {
         Self {
             id: id.to_owned(),
-            ts: s.ts,
-            nonce: s.nonce.to_vec(),
-            mac: request_mac(key, s),
+            ts,
+            nonce: nonce.to_vec(),
+            mac: request_mac(key, request, ts, nonce),
         }
     }
 
-    /// The header value: `id=…, ts=…, nonce=…, mac=…`.
+    /// The header value: `v=2, id=…, ts=…, nonce=…, mac=…`.
     pub fn to_header(&self) -> String {
         format!(
-            "id={}, ts={}, nonce={}, mac={}",
+            "v={PROOF_VERSION}, id={}, ts={}, nonce={}, mac={}",
             self.id,
             self.ts,
             base64url_encode(&self.nonce),
@@ -580,15 +804,19 @@ impl Proof {
         )
     }
 
-    /// Reads a header value; every member exactly once.
+    /// Reads a header value; every member exactly once. Only format 2
+    /// (`v=2`) is accepted: format 1 left the authority and the MCP headers
+    /// outside the MAC, so a captured request could be sent to another
+    /// host or session.
     pub fn parse(value: &str) -> Result<Self, BindError> {
-        let (mut id, mut ts, mut nonce, mut mac) = (None, None, None, None);
+        let (mut version, mut id, mut ts, mut nonce, mut mac) = (None, None, None, None, None);
         for part in value.split(',') {
             let (name, v) = part
                 .trim()
                 .split_once('=')
                 .ok_or(BindError::Malformed("expected name=value pairs"))?;
             let slot = match name {
+                "v" => &mut version,
                 "id" => &mut id,
                 "ts" => &mut ts,
                 "nonce" => &mut nonce,
@@ -598,6 +826,15 @@ impl Proof {
             if slot.replace(v).is_some() {
                 return Err(BindError::Malformed("a member appears twice"));
             }
+        }
+        match version {
+            Some(PROOF_VERSION) => {}
+            None => {
+                return Err(BindError::Malformed(
+                    "proof format 1 is no longer accepted: send v=2 (the MAC covers the authority and the MCP headers)",
+                ))
+            }
+            Some(_) => return Err(BindError::Malformed("unknown proof format (v)")),
         }
         let id = id.ok_or(BindError::Malformed("no id"))?;
         if id.is_empty() || id.len() > 256 || !id.bytes().all(|b| b.is_ascii_graphic()) {
@@ -642,7 +879,8 @@ impl Proof {
     }
 
     /// Checks this proof (filter side), except replay: the binding's
-    /// secret, expiry, the time window and the MAC, in constant time.
+    /// secret, expiry, the time (at most `window_seconds` old, at most
+    /// [`FUTURE_SKEW_SECONDS`] ahead) and the MAC, in constant time.
     pub fn verify(
         &self,
         secrets: &[Secret],
@@ -658,21 +896,13 @@ impl Proof {
         if now > exp {
             return Err(BindError::Expired);
         }
-        if self.ts.abs_diff(now) > window_seconds {
+        let too_old = now.saturating_sub(self.ts) > window_seconds;
+        let too_new = self.ts.saturating_sub(now) > FUTURE_SKEW_SECONDS;
+        if too_old || too_new {
             return Err(BindError::OutsideWindow);
         }
-        let key = binding_key(secret, &self.id, request.token_digest);
-        let expected = request_mac(
-            &key,
-            &Signed {
-                method: request.method,
-                path: request.path,
-                body_digest: request.body_digest,
-                ts: self.ts,
-                nonce: &self.nonce,
-                token_digest: request.token_digest,
-            },
-        );
+        let key = zeroize::Zeroizing::new(binding_key(secret, &self.id, request.token_digest));
+        let expected = request_mac(&key, request, self.ts, &self.nonce);
         if constant_time_eq(&expected, &self.mac) {
             Ok(())
         } else {
@@ -681,12 +911,36 @@ impl Proof {
     }
 }
 
-/// The proofs one worker has accepted, until their time window closes.
-///
-/// Per worker: a proof replayed to another worker or another Envoy within
-/// the window is not caught here (the MAC still ties it to the same
-/// method, path, body and token, so a replay can only repeat the exact
-/// request). Kept small: each entry is 16 bytes of digest and a time.
+/// The replay key of a proof: the first 16 bytes of SHA3-256(id 0 nonce).
+pub fn replay_key(proof: &Proof) -> [u8; 16] {
+    let digest = hmac(
+        b"pqguard replay",
+        &[proof.id.as_bytes(), b"\0", &proof.nonce],
+    );
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// Until when a proof made at `ts` can be accepted (its replay entry lives
+/// that long).
+pub fn replay_until(ts: u64, window_seconds: u64) -> u64 {
+    ts.saturating_add(window_seconds)
+}
+
+/// Where accepted proofs are remembered until their window closes. The
+/// worker's own [`ReplayCache`] and the engine's set shared by every worker
+/// of one Envoy implement it; a fleet-wide set plugs in here.
+pub trait ReplaySet {
+    /// Remembers `key` until `until`. `Err(Replayed)` when it is already
+    /// remembered and live; `Err(Busy)` when the set is full of live keys
+    /// (refuse rather than forget).
+    fn remember(&mut self, key: &[u8; 16], until: u64, now: u64) -> Result<(), BindError>;
+}
+
+/// The proofs one worker has accepted, until their time window closes
+/// (`replay_scope: worker`): a proof replayed to another worker is not
+/// caught here. Each entry is 16 bytes of digest and a time.
 #[derive(Debug)]
 pub struct ReplayCache {
     seen: std::collections::HashMap<[u8; 16], u64>,
@@ -702,26 +956,6 @@ impl ReplayCache {
         }
     }
 
-    /// Records a proof seen at `now`; `Err` if it was seen before (or the
-    /// cache is full of live proofs).
-    pub fn check(&mut self, proof: &Proof, now: u64, window_seconds: u64) -> Result<(), BindError> {
-        let digest = sha3(&[proof.id.as_bytes(), b"\0", &proof.nonce].concat());
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
-        let until = proof.ts.saturating_add(window_seconds);
-        if self.seen.get(&key).is_some_and(|&t| t >= now) {
-            return Err(BindError::Replayed);
-        }
-        if self.seen.len() >= self.capacity {
-            self.seen.retain(|_, &mut t| t >= now);
-            if self.seen.len() >= self.capacity {
-                return Err(BindError::Busy);
-            }
-        }
-        self.seen.insert(key, until);
-        Ok(())
-    }
-
     /// Live entries.
     pub fn len(&self) -> usize {
         self.seen.len()
@@ -733,12 +967,91 @@ impl ReplayCache {
     }
 }
 
+impl ReplaySet for ReplayCache {
+    fn remember(&mut self, key: &[u8; 16], until: u64, now: u64) -> Result<(), BindError> {
+        if self.seen.get(key).is_some_and(|&t| t >= now) {
+            return Err(BindError::Replayed);
+        }
+        if self.seen.len() >= self.capacity {
+            self.seen.retain(|_, &mut t| t >= now);
+            if self.seen.len() >= self.capacity {
+                return Err(BindError::Busy);
+            }
+        }
+        self.seen.insert(*key, until);
+        Ok(())
+    }
+}
+
+/// How many live proofs each binding has made on one worker, so that one
+/// binding (a flooding client, or a thief's own) cannot fill the replay
+/// set: at most `limit` per binding per `window` seconds.
+#[derive(Debug)]
+pub struct BindingQuota {
+    /// Binding tag → (start of its current window, proofs in it).
+    counts: std::collections::HashMap<[u8; 8], (u64, usize)>,
+    limit: usize,
+    window: u64,
+}
+
+impl BindingQuota {
+    /// At most `limit` proofs per binding per `window` seconds.
+    pub fn new(limit: usize, window: u64) -> Self {
+        Self {
+            counts: std::collections::HashMap::new(),
+            limit: limit.max(1),
+            window: window.max(1),
+        }
+    }
+
+    /// Counts one proof of binding `id` at `now`; `Err(Quota)` over the limit.
+    pub fn take(&mut self, id: &str, now: u64) -> Result<(), BindError> {
+        if self.counts.len() >= 4096 {
+            let window = self.window;
+            self.counts
+                .retain(|_, (start, _)| start.saturating_add(window) > now);
+        }
+        let digest = sha3(id.as_bytes());
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&digest[..8]);
+        let entry = self.counts.entry(tag).or_insert((now, 0));
+        if entry.0.saturating_add(self.window) <= now {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.limit {
+            return Err(BindError::Quota);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    /// Seconds until binding `id` may send proofs again (at least 1).
+    pub fn retry_after(&self, id: &str, now: u64) -> u64 {
+        let digest = sha3(id.as_bytes());
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&digest[..8]);
+        self.counts
+            .get(&tag)
+            .map_or(1, |(start, _)| {
+                start.saturating_add(self.window).saturating_sub(now)
+            })
+            .max(1)
+    }
+}
+
 /// A deterministic random bit generator (SP 800-90A HMAC_DRBG with
 /// SHA3-256), seeded once from the host's randomness: bindings need 48
 /// fresh bytes each, without a host call per binding.
 pub struct Drbg {
     k: Key32,
     v: Key32,
+}
+
+impl Drop for Drbg {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.k);
+        zeroize::Zeroize::zeroize(&mut self.v);
+    }
 }
 
 impl std::fmt::Debug for Drbg {
@@ -765,6 +1078,13 @@ impl Drbg {
             self.k = hmac(&self.k, &[&self.v, &[1], provided]);
             self.v = hmac(&self.k, &[&self.v]);
         }
+    }
+
+    /// Mixes fresh entropy into the state (SP 800-90A reseed): the filter
+    /// does so before every binding, so the state seeded at start does not
+    /// determine every binding key that follows.
+    pub fn reseed(&mut self, entropy: &[u8]) {
+        self.update(entropy);
     }
 
     /// Fills `out`.

@@ -175,8 +175,17 @@ impl HttpContext for RequestContext {
         let mut out = Effects::new();
         let action = {
             let mut worker = self.vm.worker.borrow_mut();
-            self.exchange
-                .request_head(&mut worker, &SharedData, start, &mut out)
+            let action = self
+                .exchange
+                .request_head(&mut worker, &SharedData, start, &mut out);
+            // After each binding, fresh host entropy for the next one (a
+            // bind request that finds none is refused).
+            if worker.wants_random() {
+                if let Some(seed) = host::random32() {
+                    worker.seed_random(&seed);
+                }
+            }
+            action
         };
         for name in self
             .exchange

@@ -22,6 +22,14 @@ impl SharedStore for SharedData {
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String> {
         host::shared_set(key, value, cas).map_err(|e| e.to_string())
     }
+
+    /// Envoy's shared data stores a new key whatever version the write
+    /// names, and refuses a write to an existing key whose version differs:
+    /// a write naming `u32::MAX` (a version the host hands out once per 4
+    /// billion writes) creates the key only if it is absent.
+    fn create(&self, key: &str, value: &[u8]) -> Result<bool, String> {
+        host::shared_set(key, value, Some(u32::MAX)).map_err(|e| e.to_string())
+    }
 }
 
 /// State of one VM (one Envoy worker).

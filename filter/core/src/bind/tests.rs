@@ -160,20 +160,35 @@ fn bound() -> Bound {
     }
 }
 
+const HEADERS: BoundHeaders<'static> = BoundHeaders {
+    authority: Some("edge.test:8443"),
+    session_id: Some("s-1"),
+    protocol_version: Some("2025-11-25"),
+    mcp_method: None,
+    mcp_name: None,
+};
+
 fn proof(b: &Bound, method: &str, path: &str, body: &[u8], ts: u64, nonce: &[u8]) -> String {
-    Proof::new(
-        &b.id,
-        &b.key,
-        &Signed {
-            method,
-            path,
-            body_digest: &sha3(body),
-            ts,
-            nonce,
-            token_digest: &TOKEN_DIGEST,
-        },
-    )
-    .to_header()
+    proof_with(b, method, path, HEADERS, body, ts, nonce)
+}
+
+fn proof_with(
+    b: &Bound,
+    method: &str,
+    path: &str,
+    headers: BoundHeaders<'_>,
+    body: &[u8],
+    ts: u64,
+    nonce: &[u8],
+) -> String {
+    let covered = Covered {
+        method,
+        path,
+        headers,
+        body_digest: &sha3(body),
+        token_digest: &TOKEN_DIGEST,
+    };
+    Proof::new(&b.id, &b.key, &covered, ts, nonce).to_header()
 }
 
 fn check(
@@ -184,17 +199,113 @@ fn check(
     body: &[u8],
     now: u64,
 ) -> Result<(), BindError> {
+    check_with(b, header, method, path, HEADERS, body, now)
+}
+
+fn check_with(
+    b: &Bound,
+    header: &str,
+    method: &str,
+    path: &str,
+    headers: BoundHeaders<'_>,
+    body: &[u8],
+    now: u64,
+) -> Result<(), BindError> {
     Proof::parse(header)?.verify(
         &b.secrets,
         &Covered {
             method,
             path,
+            headers,
             body_digest: &sha3(body),
             token_digest: &TOKEN_DIGEST,
         },
         now,
         60,
     )
+}
+
+#[test]
+fn the_authority_and_the_mcp_headers_are_under_the_mac() {
+    let b = bound();
+    let h = proof(&b, "POST", "/mcp", BODY, 1_000, &[5; 16]);
+    let variants = [
+        BoundHeaders {
+            authority: Some("other.test:8443"),
+            ..HEADERS
+        },
+        BoundHeaders {
+            authority: None,
+            ..HEADERS
+        },
+        BoundHeaders {
+            session_id: Some("s-2"),
+            ..HEADERS
+        },
+        BoundHeaders {
+            session_id: None,
+            ..HEADERS
+        },
+        BoundHeaders {
+            protocol_version: Some("2025-06-18"),
+            ..HEADERS
+        },
+        BoundHeaders {
+            mcp_method: Some("tools/call"),
+            ..HEADERS
+        },
+        BoundHeaders {
+            mcp_name: Some("echo"),
+            ..HEADERS
+        },
+        // An empty header is not an absent one.
+        BoundHeaders {
+            mcp_name: Some(""),
+            ..HEADERS
+        },
+    ];
+    for headers in variants {
+        assert_eq!(
+            check_with(&b, &h, "POST", "/mcp", headers, BODY, 1_000),
+            Err(BindError::BadMac),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(
+        check_with(&b, &h, "POST", "/mcp", HEADERS, BODY, 1_000),
+        Ok(())
+    );
+    // Values cannot slide from one header into the next.
+    let split = BoundHeaders {
+        authority: Some("a"),
+        session_id: Some("bc"),
+        ..HEADERS
+    };
+    let joined = BoundHeaders {
+        authority: Some("ab"),
+        session_id: Some("c"),
+        ..HEADERS
+    };
+    let h = proof_with(&b, "POST", "/mcp", split, BODY, 1_000, &[5; 16]);
+    assert_eq!(
+        check_with(&b, &h, "POST", "/mcp", joined, BODY, 1_000),
+        Err(BindError::BadMac)
+    );
+}
+
+#[test]
+fn format_1_proofs_are_refused_by_name() {
+    let b = bound();
+    let h = proof(&b, "POST", "/mcp", BODY, 1_000, &[5; 16]);
+    let v1 = h.replacen("v=2, ", "", 1);
+    assert!(
+        matches!(Proof::parse(&v1), Err(BindError::Malformed(why)) if why.contains("format 1"))
+    );
+    let v3 = h.replacen("v=2", "v=3", 1);
+    assert_eq!(
+        Proof::parse(&v3),
+        Err(BindError::Malformed("unknown proof format (v)"))
+    );
 }
 
 #[test]
@@ -221,6 +332,7 @@ fn a_proof_holds_for_its_request_only() {
             &Covered {
                 method: "POST",
                 path: "/mcp",
+                headers: HEADERS,
                 body_digest: &sha3(BODY),
                 token_digest: &[1; 32],
             },
@@ -237,6 +349,12 @@ fn time_expiry_and_secrets_are_checked() {
     let h = proof(&b, "POST", "/mcp", BODY, 1_000, &[5; 16]);
     assert_eq!(
         check(&b, &h, "POST", "/mcp", BODY, 1_061),
+        Err(BindError::OutsideWindow)
+    );
+    // From the future: a few seconds of skew, never proofs made in advance.
+    assert_eq!(check(&b, &h, "POST", "/mcp", BODY, 995), Ok(()));
+    assert_eq!(
+        check(&b, &h, "POST", "/mcp", BODY, 994),
         Err(BindError::OutsideWindow)
     );
     assert_eq!(
@@ -276,21 +394,21 @@ fn malformed_headers_are_refused_with_a_reason() {
     let good = proof(&b, "POST", "/mcp", BODY, 1_000, &[5; 16]);
     let cases = [
         ("", "expected name=value pairs"),
-        ("id=a.1.x, ts=1", "no nonce"),
+        ("v=2, id=a.1.x, ts=1", "no nonce"),
         (
-            "id=a.1.x, id=a.1.x, ts=1, nonce=AAAAAAAAAAAAAAAAAAAAAA, mac=x",
+            "v=2, id=a.1.x, id=a.1.x, ts=1, nonce=AAAAAAAAAAAAAAAAAAAAAA, mac=x",
             "a member appears twice",
         ),
         (
-            "id=a.1.x, ts=-1, nonce=AAAAAAAAAAAAAAAAAAAAAA, mac=x",
+            "v=2, id=a.1.x, ts=-1, nonce=AAAAAAAAAAAAAAAAAAAAAA, mac=x",
             "bad ts",
         ),
         (
-            "id=a.1.x, ts=1, nonce=AAAA, mac=x",
+            "v=2, id=a.1.x, ts=1, nonce=AAAA, mac=x",
             "nonce must be 16 to 64 bytes",
         ),
         (
-            "id=a.1.x, ts=1, nonce=AAAAAAAAAAAAAAAAAAAAAA, mac=AAAA",
+            "v=2, id=a.1.x, ts=1, nonce=AAAAAAAAAAAAAAAAAAAAAA, mac=AAAA",
             "mac must be 32 bytes",
         ),
         ("colour=blue", "unknown member"),
@@ -314,16 +432,125 @@ fn the_replay_cache_refuses_a_second_use_and_forgets_after_the_window() {
     let b = bound();
     let p = Proof::parse(&proof(&b, "POST", "/mcp", BODY, 1_000, &[5; 16])).unwrap();
     let mut cache = ReplayCache::new(2);
-    assert_eq!(cache.check(&p, 1_000, 60), Ok(()));
-    assert_eq!(cache.check(&p, 1_030, 60), Err(BindError::Replayed));
+    let until = replay_until(1_000, 60);
+    assert_eq!(cache.remember(&replay_key(&p), until, 1_000), Ok(()));
+    assert_eq!(
+        cache.remember(&replay_key(&p), until, 1_030),
+        Err(BindError::Replayed)
+    );
     let q = Proof::parse(&proof(&b, "POST", "/mcp", BODY, 1_000, &[6; 16])).unwrap();
-    assert_eq!(cache.check(&q, 1_000, 60), Ok(()));
+    assert_eq!(cache.remember(&replay_key(&q), until, 1_000), Ok(()));
     // Full of live proofs: refuse rather than forget one.
     let r = Proof::parse(&proof(&b, "POST", "/mcp", BODY, 1_000, &[7; 16])).unwrap();
-    assert_eq!(cache.check(&r, 1_001, 60), Err(BindError::Busy));
+    assert_ne!(replay_key(&r), replay_key(&q));
+    assert_eq!(
+        cache.remember(&replay_key(&r), until, 1_001),
+        Err(BindError::Busy)
+    );
     // After the window the old entries go.
-    assert_eq!(cache.check(&r, 1_061, 60), Ok(()));
+    assert_eq!(cache.remember(&replay_key(&r), 1_121, 1_061), Ok(()));
     assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn one_binding_cannot_take_more_than_its_quota() {
+    let mut quota = BindingQuota::new(3, 65);
+    for _ in 0..3 {
+        assert_eq!(quota.take("b1.2000.x", 1_000), Ok(()));
+    }
+    assert_eq!(quota.take("b1.2000.x", 1_010), Err(BindError::Quota));
+    assert_eq!(quota.retry_after("b1.2000.x", 1_010), 55);
+    // Other bindings are not affected; the window turns.
+    assert_eq!(quota.take("b1.2000.y", 1_010), Ok(()));
+    assert_eq!(quota.take("b1.2000.x", 1_065), Ok(()));
+}
+
+fn claims(cnf: serde_json::Value) -> crate::token::Claims {
+    let mut all = serde_json::Map::new();
+    if !cnf.is_null() {
+        all.insert("cnf".into(), cnf);
+    }
+    crate::token::Claims {
+        iss: None,
+        sub: None,
+        aud: Vec::new(),
+        exp: 2_000,
+        nbf: None,
+        iat: None,
+        jti: None,
+        scope: Vec::new(),
+        all,
+    }
+}
+
+#[test]
+fn confirmations_this_filter_cannot_check_are_refused() {
+    use serde_json::json;
+    assert_eq!(confirmation(&claims(serde_json::Value::Null)), Ok(None));
+    let ok = confirmation(&claims(json!({"mlkem#S3-256": "abc"})))
+        .unwrap()
+        .unwrap();
+    assert_eq!(ok.mlkem.as_deref(), Some("abc"));
+    let both = confirmation(&claims(json!({"mlkem#S3-256": "abc", "x5t#S256": "def"})))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (both.mlkem.is_some(), both.x5t.as_deref()),
+        (true, Some("def"))
+    );
+    for cnf in [
+        json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+        json!({"jwk": {"kty": "OKP"}}),
+        json!({"jku": "https://x"}),
+        json!({"kid": "k"}),
+        json!({"x5t#S1": "a"}),
+        json!({"mlkem#S3-256": "abc", "jkt": "x"}),
+        json!({"mlkem#S3-256": 5}),
+        json!({"mlkem#S3-256": ""}),
+        json!({}),
+        json!("mlkem"),
+        json!(["x"]),
+    ] {
+        let refused = confirmation(&claims(cnf.clone()));
+        assert!(
+            matches!(refused, Err(BindError::UnsupportedConfirmation(_))),
+            "{cnf}: {refused:?}"
+        );
+        assert_eq!(refused.unwrap_err().code(), "cnf_unsupported");
+    }
+}
+
+#[test]
+fn a_certificate_bound_token_needs_that_certificate() {
+    let digest = [0xab_u8; 32];
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let x5t = base64url_encode(&digest);
+    assert_eq!(confirm_certificate(&x5t, Some(&hex)), Ok(()));
+    assert_eq!(confirm_certificate(&x5t, Some(&hex.to_uppercase())), Ok(()));
+    assert_eq!(
+        confirm_certificate(&x5t, None),
+        Err(BindError::CertificateMismatch)
+    );
+    let other: String = "cd".repeat(32);
+    assert_eq!(
+        confirm_certificate(&x5t, Some(&other)),
+        Err(BindError::CertificateMismatch)
+    );
+    assert_eq!(
+        confirm_certificate(&x5t, Some("zz")),
+        Err(BindError::CertificateMismatch)
+    );
+}
+
+#[test]
+fn reseeding_changes_what_the_drbg_draws() {
+    let mut a = Drbg::new(&[1; 32]);
+    let mut b = Drbg::new(&[1; 32]);
+    b.reseed(&[9; 32]);
+    let (mut x, mut y) = ([0u8; 48], [0u8; 48]);
+    a.fill(&mut x);
+    b.fill(&mut y);
+    assert_ne!(x, y);
 }
 
 #[test]

@@ -201,8 +201,12 @@ pub struct Exchange {
     bind_endpoint: bool,
     /// The request's binding proof, read on the head, checked with the body.
     proof: Option<crate::bind::Proof>,
-    /// The proof held: the request is bound to its token's key.
+    /// The request was proven by the key its token confirms (`cnf`).
     bound: bool,
+    /// How it was proven, when it was.
+    proven: Option<crate::bind::Mechanism>,
+    /// The token's `cnf` names an ML-KEM key.
+    confirmed_mlkem: bool,
 }
 
 impl Default for Exchange {
@@ -241,6 +245,8 @@ impl Exchange {
             bind_endpoint: false,
             proof: None,
             bound: false,
+            proven: None,
+            confirmed_mlkem: false,
         }
     }
 
@@ -269,13 +275,16 @@ impl Exchange {
     /// Request headers the shim removes before the request goes on; asked
     /// right after [`Exchange::request_head`]. `authorization` when the
     /// `auth` section has `forward_token: false` (the engine keeps its own
-    /// copy, and a refused request is never forwarded anyway).
+    /// copy, and a refused request is never forwarded anyway); the binding
+    /// proof always (it is pqguard's, not the MCP server's).
     pub fn request_headers_to_remove(&self, w: &Worker) -> &'static [&'static str] {
-        let strip = w.config().auth.as_ref().is_some_and(|a| !a.forward_token);
-        if strip && self.head.authorization.is_some() {
-            &["authorization"]
-        } else {
-            &[]
+        let strip = w.config().auth.as_ref().is_some_and(|a| !a.forward_token)
+            && self.head.authorization.is_some();
+        match (strip, self.head.binding.is_some()) {
+            (true, true) => &["authorization", crate::bind::PROOF_HEADER],
+            (true, false) => &["authorization"],
+            (false, true) => &[crate::bind::PROOF_HEADER],
+            (false, false) => &[],
         }
     }
 
@@ -296,6 +305,10 @@ impl Exchange {
             connection.tls_cipher,
         );
         self.mtls = connection.mtls;
+        let connection_digest = connection
+            .peer_certificate_digest
+            .clone()
+            .filter(|_| connection.mtls);
         self.request_id = start.request_id;
         self.count_inventory(w, out);
         let headers = match start.headers {
@@ -357,7 +370,7 @@ impl Exchange {
         let early = self
             .authenticate(w, store, out)
             .and_then(|()| self.check_downgrade(w, store, connection.peer_certificate_digest, out))
-            .and_then(|()| self.binding_head(w));
+            .and_then(|()| self.binding_head(w, connection_digest.as_deref()));
         if let Err(rejection) = early {
             if self.verdict == HeadVerdict::InspectBody && !start.end_of_stream {
                 // Hold the request and read the body for its id; nothing is forwarded.
@@ -383,7 +396,10 @@ impl Exchange {
                     self.phase = Phase::Buffering;
                     return Action::Pause;
                 }
-                if let Err(rejection) = self.check_proof(w, b"") {
+                if let Err(rejection) = self
+                    .check_proof(w, store, b"")
+                    .and_then(|()| self.http_policy(w))
+                {
                     return self.refuse(w, out, rejection);
                 }
                 self.forward(w, out, Self::record)
@@ -464,7 +480,10 @@ impl Exchange {
         }
         if self.bodyless {
             if body.is_empty() {
-                if let Err(rejection) = self.check_proof(w, body) {
+                if let Err(rejection) = self
+                    .check_proof(w, store, body)
+                    .and_then(|()| self.http_policy(w))
+                {
                     return self.refuse(w, out, rejection);
                 }
                 return self.forward(w, out, Self::record);
@@ -513,7 +532,7 @@ impl Exchange {
                 } else {
                     inspected.messages.first().and_then(|m| m.id)
                 };
-                self.check_proof(w, body).map_err(|r| r.with_id(id))
+                self.check_proof(w, store, body).map_err(|r| r.with_id(id))
             })
             .and_then(|()| self.check_param_headers(w, store, &inspected, out))
             .and_then(|()| self.apply_policy(w, store, &inspected, out));
@@ -978,6 +997,23 @@ impl Exchange {
             }
         }
         Ok(())
+    }
+
+    /// The policy for a request that carries no MCP message (`GET`,
+    /// `DELETE`): the rules whose `http_methods` name its method.
+    fn http_policy(&self, w: &Worker) -> Result<(), Rejection> {
+        let Some(policy) = w.config().policy.as_ref() else {
+            return Ok(());
+        };
+        match policy.evaluate_http(&self.head.http_method, &self.policy_facts()) {
+            None | Some(Decision::Allow { .. }) => Ok(()),
+            Some(Decision::Deny(d)) => {
+                let mut r = Rejection::new(Reason::Forbidden, d.detail);
+                r.scope = d.missing_scope;
+                r.code = Some(d.reason.as_str());
+                Err(r)
+            }
+        }
     }
 
     /// Turns a policy denial into a refusal; counts it against the identity.

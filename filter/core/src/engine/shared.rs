@@ -10,6 +10,7 @@
 //! | `pqguard.pin_violation.<tool>` | `ok` or the digest seen | `tools/list` answers of pinned tools |
 //! | `pqguard.params.<tool>` | what `tools/list` said of its `Mcp-Param-*` headers | `tools/list` answers |
 //! | `pqguard.jwks|<cluster>|<authority>|<path>` | the last accepted JWKS bytes | the VM that fetched them |
+//! | `pqguard.replay.<bucket>` | accepted binding proofs: 24-byte entries (16-byte key, expiry) | bound requests ([`SharedReplay`]) |
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -27,6 +28,11 @@ pub trait SharedStore {
     /// Stores `value` if the version is still `cas` (`None`: always).
     /// `Ok(false)`: somebody changed it since; read again and retry.
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String>;
+    /// Stores `value` only if `key` is absent. `Ok(false)`: it exists (read
+    /// it and compare-and-swap). Envoy's shared data has no such call; its
+    /// implementation writes with a version no live entry has (see the
+    /// shim), so that two workers creating the same key cannot both win.
+    fn create(&self, key: &str, value: &[u8]) -> Result<bool, String>;
 }
 
 /// An in-memory [`SharedStore`] for tests and the command line. Versions
@@ -62,6 +68,12 @@ impl SharedStore for MemoryStore {
         let next = current.map_or(1, |c| c.wrapping_add(1));
         entries.insert(key.to_owned(), (value.to_vec(), next));
         Ok(true)
+    }
+    fn create(&self, key: &str, value: &[u8]) -> Result<bool, String> {
+        if self.entries.borrow().contains_key(key) {
+            return Ok(false);
+        }
+        self.set(key, value, None)
     }
 }
 
@@ -186,4 +198,81 @@ pub fn set_pin_state(store: &dyn SharedStore, tool: &str, value: &[u8]) -> Resul
         }
     }
     Err(format!("pin state of {tool:?} contended; not stored"))
+}
+
+/// Buckets of the shared replay set: a proof's key picks one, so workers
+/// contend only when they land in the same bucket, and each write copies
+/// one bucket (at most `capacity / REPLAY_BUCKETS` entries), not the set.
+pub const REPLAY_BUCKETS: usize = 256;
+const REPLAY_ENTRY: usize = 24;
+
+/// The replay set shared by every worker of one Envoy (`replay_scope:
+/// envoy`): [`REPLAY_BUCKETS`] shared-data entries, each a list of
+/// (16-byte key, expiry) changed by compare-and-swap, expired entries
+/// dropped on every write. A bucket that cannot be read or written after a
+/// few attempts answers [`BindError::Busy`] (the request is refused with
+/// 503): never accept a proof that was not remembered.
+///
+/// [`BindError::Busy`]: crate::bind::BindError::Busy
+pub struct SharedReplay<'s> {
+    /// The process-wide store.
+    pub store: &'s dyn SharedStore,
+    /// Live proofs the whole set may hold.
+    pub capacity: usize,
+}
+
+/// Shared-data key of replay bucket `n`.
+pub fn replay_bucket_key(n: usize) -> String {
+    format!("pqguard.replay.{n}")
+}
+
+impl crate::bind::ReplaySet for SharedReplay<'_> {
+    fn remember(
+        &mut self,
+        key: &[u8; 16],
+        until: u64,
+        now: u64,
+    ) -> Result<(), crate::bind::BindError> {
+        use crate::bind::BindError;
+        let bucket = usize::from(key[0]) % REPLAY_BUCKETS;
+        let name = replay_bucket_key(bucket);
+        let per_bucket = self.capacity.div_ceil(REPLAY_BUCKETS).max(1);
+        let mut entry = [0u8; REPLAY_ENTRY];
+        entry[..16].copy_from_slice(key);
+        entry[16..].copy_from_slice(&until.to_be_bytes());
+        for _ in 0..CAS_ATTEMPTS {
+            let (bytes, cas) = self.store.get(&name);
+            let Some(bytes) = bytes else {
+                match self.store.create(&name, &entry) {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => continue,
+                    Err(_) => return Err(BindError::Busy),
+                }
+            };
+            // Live entries only; a value that is not whole entries (nobody
+            // but this filter writes here) keeps its whole entries.
+            let mut kept = Vec::with_capacity(bytes.len() + REPLAY_ENTRY);
+            for e in bytes.chunks_exact(REPLAY_ENTRY) {
+                let (k, t) = e.split_at(16);
+                let t = u64::from_be_bytes(t.try_into().unwrap_or([0; 8]));
+                if t < now {
+                    continue;
+                }
+                if k == key {
+                    return Err(BindError::Replayed);
+                }
+                kept.extend_from_slice(e);
+            }
+            if kept.len() / REPLAY_ENTRY >= per_bucket {
+                return Err(BindError::Busy);
+            }
+            kept.extend_from_slice(&entry);
+            match self.store.set(&name, &kept, cas) {
+                Ok(true) => return Ok(()),
+                Ok(false) => continue,
+                Err(_) => return Err(BindError::Busy),
+            }
+        }
+        Err(BindError::Busy)
+    }
 }

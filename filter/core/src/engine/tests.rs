@@ -93,6 +93,9 @@ struct Req {
     body: Option<Vec<u8>>,
     group: Option<&'static str>,
     now_ms: Option<u64>,
+    authority: &'static str,
+    /// The client certificate's SHA-256 (hex), as Envoy reports it (mTLS).
+    peer_digest: Option<String>,
 }
 
 impl Req {
@@ -104,6 +107,8 @@ impl Req {
             body: Some(body.as_bytes().to_vec()),
             group: Some(PQ),
             now_ms: Some(NOW_MS),
+            authority: "mcp.test",
+            peer_digest: None,
         }
     }
 
@@ -122,6 +127,8 @@ impl Req {
             body: None,
             group: Some(PQ),
             now_ms: Some(NOW_MS),
+            authority: "mcp.test",
+            peer_digest: None,
         }
     }
 
@@ -143,7 +150,7 @@ impl Req {
         let mut headers = vec![
             (":method".to_owned(), self.method.as_bytes().to_vec()),
             (":path".to_owned(), self.path.as_bytes().to_vec()),
-            (":authority".to_owned(), b"mcp.test".to_vec()),
+            (":authority".to_owned(), self.authority.as_bytes().to_vec()),
         ];
         headers.extend(
             self.headers
@@ -158,7 +165,8 @@ impl Req {
                 tls_version: self.group.map(|_| "TLSv1.3".to_owned()),
                 tls_group: self.group.map(str::to_owned),
                 tls_cipher: self.group.map(|_| "TLS_AES_128_GCM_SHA256".to_owned()),
-                ..ConnectionFacts::default()
+                mtls: self.peer_digest.is_some(),
+                peer_certificate_digest: self.peer_digest.clone(),
             },
             request_id: Some("req-1".into()),
         }
@@ -1023,6 +1031,9 @@ impl SharedStore for Contended {
     fn set(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<bool, String> {
         Ok(false)
     }
+    fn create(&self, _key: &str, _value: &[u8]) -> Result<bool, String> {
+        Ok(false)
+    }
 }
 
 /// A store whose writes fail outright.
@@ -1033,6 +1044,9 @@ impl SharedStore for Failing {
         self.0.get(key)
     }
     fn set(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<bool, String> {
+        Err("shared data unavailable".into())
+    }
+    fn create(&self, _key: &str, _value: &[u8]) -> Result<bool, String> {
         Err("shared data unavailable".into())
     }
 }
@@ -1425,6 +1439,10 @@ impl SharedStore for Counting {
         self.1.set(self.1.get() + 1);
         self.0.set(key, value, cas)
     }
+    fn create(&self, key: &str, value: &[u8]) -> Result<bool, String> {
+        self.1.set(self.1.get() + 1);
+        self.0.create(key, value)
+    }
 }
 
 #[test]
@@ -1550,7 +1568,9 @@ fn a_tools_list_answer_compressed_anyway_is_refused_without_being_buffered() {
 
 mod binding {
     use super::*;
-    use crate::bind::{self, ClientKey, Issued, Proof, Signed, BIND_PATH, PROOF_HEADER};
+    use crate::bind::{
+        self, BoundHeaders, ClientKey, Covered, Issued, Proof, BIND_PATH, PROOF_HEADER,
+    };
     use crate::token::base64url_encode;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -1576,6 +1596,16 @@ mod binding {
             "policy": {"rules": rules},
         });
         Setup { pq, config }
+    }
+
+    /// The client key most tests bind with, and a token confirmed for it.
+    fn mine() -> ClientKey {
+        ClientKey::from_seed(&[8; 64])
+    }
+
+    fn confirmed(k: &PrivateKey, client: &ClientKey) -> String {
+        let print = bind::thumbprint(&client.encapsulation_key());
+        token_with(k, json!({"cnf": {"mlkem#S3-256": print}}))
     }
 
     fn bound_worker(config: &Value, store: &dyn SharedStore) -> Worker {
@@ -1614,6 +1644,10 @@ mod binding {
         token: &str,
         client: &ClientKey,
     ) -> (String, [u8; 32]) {
+        // As the shim does after every binding: fresh host entropy.
+        if w.wants_random() {
+            w.seed_random(&[5; 32]);
+        }
         let o = send(w, store, &bind_request(token, &client.encapsulation_key()));
         let (status, body) = o.reply.clone().unwrap();
         assert_eq!(status, 200, "{body}");
@@ -1623,20 +1657,41 @@ mod binding {
     }
 
     fn proven(req: Req, token: &str, id: &str, key: &[u8; 32], ts: u64, nonce: u8) -> Req {
-        let body = req.body.clone().unwrap_or_default();
-        let proof = Proof::new(
-            id,
-            key,
-            &Signed {
-                method: req.method,
-                path: req.path,
-                body_digest: &bind::sha3(&body),
-                ts,
-                nonce: &[nonce; 16],
-                token_digest: &crate::token::token_digest(token),
-            },
-        );
+        let proof = proof_for(&req, req.authority, token, id, key, ts, nonce);
         req.header(PROOF_HEADER, &proof.to_header())
+    }
+
+    /// The proof of `req` as a client sends it, for `authority`.
+    fn proof_for(
+        req: &Req,
+        authority: &str,
+        token: &str,
+        id: &str,
+        key: &[u8; 32],
+        ts: u64,
+        nonce: u8,
+    ) -> Proof {
+        let body = req.body.clone().unwrap_or_default();
+        let header = |name: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let covered = Covered {
+            method: req.method,
+            path: req.path,
+            headers: BoundHeaders {
+                authority: Some(authority),
+                session_id: header("mcp-session-id"),
+                protocol_version: header("mcp-protocol-version"),
+                mcp_method: header("mcp-method"),
+                mcp_name: header("mcp-name"),
+            },
+            body_digest: &bind::sha3(&body),
+            token_digest: &crate::token::token_digest(token),
+        };
+        Proof::new(id, key, &covered, ts, &[nonce; 16])
     }
 
     fn challenge(o: &Outcome) -> String {
@@ -1654,13 +1709,18 @@ mod binding {
         let s = setup(json!([]));
         let store = MemoryStore::new();
         let mut w = bound_worker(&s.config, &store);
-        let token = token_with(&s.pq, json!({}));
-        let client = ClientKey::from_seed(&[8; 64]);
+        let client = mine();
+        let token = confirmed(&s.pq, &client);
         let (id, key) = bind_now(&mut w, &store, &token, &client);
         assert!(id.starts_with("b1."), "{id}");
         let call = || Req::call("c-1", "echo").bearer(&token);
         let ok = send(&mut w, &store, &proven(call(), &token, &id, &key, NOW_S, 1));
         assert!(ok.forwarded, "{:?}", ok.reply);
+        // The proof is pqguard's: it never reaches the MCP server.
+        assert!(ok
+            .exchange
+            .request_headers_to_remove(&w)
+            .contains(&PROOF_HEADER));
         // The same proof again: a replay.
         let again = send(&mut w, &store, &proven(call(), &token, &id, &key, NOW_S, 1));
         assert_eq!(again.error(), (Some(401), json!(-32001), json!("c-1")));
@@ -1691,14 +1751,176 @@ mod binding {
             &proven(call(), &token, &id, &[0; 32], NOW_S, 4),
         );
         assert_eq!(guessed.status(), Some(401));
-        // Another worker (another Envoy with the same secret) recomputes the key.
-        let mut other_worker = bound_worker(&s.config, &MemoryStore::new());
-        let there = send(
-            &mut other_worker,
+        // A proof made in advance (10 s ahead; 5 s of skew allowed).
+        let ahead = send(
+            &mut w,
             &store,
+            &proven(call(), &token, &id, &key, NOW_S + 10, 6),
+        );
+        assert_eq!(ahead.status(), Some(401));
+        assert_eq!(ahead.record()["reason_code"], "binding_outside_window");
+        // Another Envoy with the same secret (its own shared data)
+        // recomputes the key.
+        let elsewhere = MemoryStore::new();
+        let mut other_envoy = bound_worker(&s.config, &elsewhere);
+        let there = send(
+            &mut other_envoy,
+            &elsewhere,
             &proven(call(), &token, &id, &key, NOW_S, 5),
         );
         assert!(there.forwarded, "{:?}", there.reply);
+    }
+
+    #[test]
+    fn a_proof_replayed_to_another_worker_of_the_same_envoy_is_refused() {
+        let s = setup(json!([]));
+        let store = MemoryStore::new();
+        let mut first = bound_worker(&s.config, &store);
+        let mut second = bound_worker(&s.config, &store);
+        let client = mine();
+        let token = confirmed(&s.pq, &client);
+        let (id, key) = bind_now(&mut first, &store, &token, &client);
+        let req = proven(
+            Req::call("r-1", "echo").bearer(&token),
+            &token,
+            &id,
+            &key,
+            NOW_S,
+            1,
+        );
+        assert!(send(&mut first, &store, &req).forwarded);
+        let replayed = send(&mut second, &store, &req);
+        assert_eq!(replayed.status(), Some(401));
+        assert_eq!(replayed.record()["reason_code"], "binding_replayed");
+        // With replay_scope: worker, each worker keeps its own set (a host
+        // without shared data): the same replay passes there.
+        let mut config = s.config.clone();
+        config["binding"]["replay_scope"] = json!("worker");
+        let mut a = bound_worker(&config, &store);
+        let mut b = bound_worker(&config, &store);
+        let req = proven(
+            Req::call("r-2", "echo").bearer(&token),
+            &token,
+            &id,
+            &key,
+            NOW_S,
+            2,
+        );
+        assert!(send(&mut a, &store, &req).forwarded);
+        assert_eq!(send(&mut a, &store, &req).status(), Some(401));
+        assert!(send(&mut b, &store, &req).forwarded);
+    }
+
+    #[test]
+    fn a_captured_request_cannot_go_to_another_host_or_session() {
+        let s = setup(json!([]));
+        let store = MemoryStore::new();
+        let mut w = bound_worker(&s.config, &store);
+        let client = mine();
+        let token = confirmed(&s.pq, &client);
+        let (id, key) = bind_now(&mut w, &store, &token, &client);
+        let call = || {
+            Req::call("h-1", "echo")
+                .bearer(&token)
+                .header("mcp-session-id", "session-a")
+                .header("mcp-protocol-version", "2025-11-25")
+        };
+        let proof = proof_for(&call(), "mcp.test", &token, &id, &key, NOW_S, 1).to_header();
+        let other_host = Req {
+            authority: "other.test",
+            ..call()
+        }
+        .header(PROOF_HEADER, &proof);
+        let o = send(&mut w, &store, &other_host);
+        assert_eq!(o.status(), Some(401));
+        assert_eq!(o.record()["reason_code"], "binding_bad_mac");
+        let mut other_session = call().header(PROOF_HEADER, &proof);
+        for h in &mut other_session.headers {
+            if h.0 == "mcp-session-id" {
+                h.1 = "session-b".into();
+            }
+        }
+        assert_eq!(send(&mut w, &store, &other_session).status(), Some(401));
+        assert!(send(&mut w, &store, &call().header(PROOF_HEADER, &proof)).forwarded);
+    }
+
+    #[test]
+    fn a_full_replay_set_answers_503_and_a_flooding_binding_429() {
+        let s = setup(json!([]));
+        let mut config = s.config.clone();
+        // One live proof per bucket, three per binding.
+        config["binding"]["replay_capacity"] = json!(1);
+        config["binding"]["replay_per_binding"] = json!(3);
+        let store = MemoryStore::new();
+        let mut w = bound_worker(&config, &store);
+        let client = mine();
+        let token = confirmed(&s.pq, &client);
+        let (id, key) = bind_now(&mut w, &store, &token, &client);
+        let call = || Req::call("f-1", "echo").bearer(&token);
+        let bucket = |nonce: u8| {
+            bind::replay_key(&proof_for(
+                &call(),
+                "mcp.test",
+                &token,
+                &id,
+                &key,
+                NOW_S,
+                nonce,
+            ))[0]
+        };
+        let buckets: Vec<u8> = (0..=255).map(bucket).collect();
+        let Some((one, twin)) = (0..=255u8)
+            .flat_map(|a| (a + 1..=255).map(move |b| (a, b)))
+            .find(|&(a, b)| buckets[usize::from(a)] == buckets[usize::from(b)])
+        else {
+            panic!("no two of 256 nonces share one of 256 buckets");
+        };
+        let first = buckets[usize::from(one)];
+        assert!(
+            send(
+                &mut w,
+                &store,
+                &proven(call(), &token, &id, &key, NOW_S, one)
+            )
+            .forwarded
+        );
+        let busy = send(
+            &mut w,
+            &store,
+            &proven(call(), &token, &id, &key, NOW_S, twin),
+        );
+        assert_eq!(busy.status(), Some(503));
+        assert_eq!(busy.record()["reason_code"], "binding_busy");
+        let retry = |o: &Outcome| {
+            o.reply_headers
+                .iter()
+                .find(|(k, _)| *k == "retry-after")
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(retry(&busy).as_deref(), Some("1"));
+        // Busy counted against the quota (it passed the MAC): one more fits.
+        let other = (0..=255u8)
+            .find(|n| buckets[usize::from(*n)] != first)
+            .unwrap_or(0);
+        assert!(
+            send(
+                &mut w,
+                &store,
+                &proven(call(), &token, &id, &key, NOW_S, other)
+            )
+            .forwarded
+        );
+        let fourth = (0..=255u8)
+            .find(|n| ![first, buckets[usize::from(other)]].contains(&buckets[usize::from(*n)]))
+            .unwrap_or(0);
+        let flood = send(
+            &mut w,
+            &store,
+            &proven(call(), &token, &id, &key, NOW_S, fourth),
+        );
+        assert_eq!(flood.status(), Some(429));
+        assert_eq!(flood.record()["reason_code"], "binding_quota");
+        assert_eq!(retry(&flood).as_deref(), Some("35"));
     }
 
     #[test]
@@ -1706,12 +1928,16 @@ mod binding {
         let s = setup(json!([]));
         let store = MemoryStore::new();
         let mut w = bound_worker(&s.config, &store);
-        let token = token_with(&s.pq, json!({}));
-        let (id, key) = bind_now(&mut w, &store, &token, &ClientKey::from_seed(&[8; 64]));
+        let token = confirmed(&s.pq, &mine());
+        let (id, key) = bind_now(&mut w, &store, &token, &mine());
         let (_, exp) = Proof::id_parts(&id).unwrap();
         assert_eq!(exp, NOW_S + 300, "never beyond the token's exp (ttl 600)");
         // The token itself has expired too by then: use a longer one.
-        let long = token_with(&s.pq, json!({"exp": NOW_S + 3600}));
+        let print = bind::thumbprint(&mine().encapsulation_key());
+        let long = token_with(
+            &s.pq,
+            json!({"exp": NOW_S + 3600, "cnf": {"mlkem#S3-256": print}}),
+        );
         let (id, key2) = bind_now(&mut w, &store, &long, &ClientKey::from_seed(&[8; 64]));
         let (_, exp) = Proof::id_parts(&id).unwrap();
         let late = Req {
@@ -1774,11 +2000,13 @@ mod binding {
         ]));
         let store = MemoryStore::new();
         let mut w = bound_worker(&s.config, &store);
-        let token = token_with(&s.pq, json!({}));
-        let (id, key) = bind_now(&mut w, &store, &token, &ClientKey::from_seed(&[8; 64]));
+        let token = confirmed(&s.pq, &mine());
+        let (id, key) = bind_now(&mut w, &store, &token, &mine());
         let python = || Req::call("p-1", "run_python").bearer(&token);
+        // The confirmed token without a proof: bind and prove (401).
         let unbound = send(&mut w, &store, &python());
-        assert_eq!(unbound.status(), Some(403));
+        assert_eq!(unbound.status(), Some(401));
+        assert_eq!(unbound.record()["reason_code"], "binding_required");
         let bound = send(
             &mut w,
             &store,
@@ -1792,8 +2020,157 @@ mod binding {
             &proven(python().over(Some(CLASSICAL)), &token, &id, &key, NOW_S, 2),
         );
         assert_eq!(classical.status(), Some(403));
-        // echo needs neither.
-        assert!(send(&mut w, &store, &Req::call("p-2", "echo").bearer(&token)).forwarded);
+        // echo needs neither (with a proof: the token is confirmed).
+        let echo = proven(
+            Req::call("p-2", "echo").bearer(&token),
+            &token,
+            &id,
+            &key,
+            NOW_S,
+            3,
+        );
+        assert!(send(&mut w, &store, &echo).forwarded);
+    }
+
+    #[test]
+    fn a_thief_who_binds_a_copied_token_to_a_key_of_their_own_is_not_bound() {
+        let s = setup(json!([
+            {"name": "python-bound", "effect": "require", "match": {"tools": ["run_python"]},
+             "when": {"bound": true}}
+        ]));
+        let store = MemoryStore::new();
+        // A token without cnf, copied from its owner.
+        let copied = token_with(&s.pq, json!({}));
+        let thief = ClientKey::from_seed(&[9; 64]);
+        // By default only confirmed tokens bind.
+        let mut w = bound_worker(&s.config, &store);
+        w.seed_random(&[6; 32]);
+        let o = send(
+            &mut w,
+            &store,
+            &bind_request(&copied, &thief.encapsulation_key()),
+        );
+        assert_eq!(o.status(), Some(403));
+        assert_eq!(o.record()["reason_code"], "binding_unconfirmed_token");
+        // With allow_unconfirmed_tokens the thief's proofs are checked (the
+        // request cannot be altered or replayed) but never make it bound.
+        let mut config = s.config.clone();
+        config["binding"]["allow_unconfirmed_tokens"] = json!(true);
+        let mut w = bound_worker(&config, &store);
+        let (id, key) = bind_now(&mut w, &store, &copied, &thief);
+        let python = proven(
+            Req::call("t-1", "run_python").bearer(&copied),
+            &copied,
+            &id,
+            &key,
+            NOW_S,
+            1,
+        );
+        let o = send(&mut w, &store, &python);
+        assert_eq!(o.status(), Some(403));
+        assert_eq!(o.record()["reason_code"], "requirement_not_met");
+    }
+
+    #[test]
+    fn confirmations_pqguard_cannot_check_are_refused_never_taken_as_bearer() {
+        let s = setup(json!([]));
+        let store = MemoryStore::new();
+        let mut without_binding = s.config.clone();
+        if let Some(c) = without_binding.as_object_mut() {
+            c.remove("binding");
+        }
+        for config in [&s.config, &without_binding] {
+            let mut w = worker(config.clone(), &store);
+            for cnf in [
+                json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+                json!({"jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}}),
+                json!({"something": "else"}),
+            ] {
+                let token = token_with(&s.pq, json!({ "cnf": cnf }));
+                let o = send(&mut w, &store, &Req::call("j-1", "echo").bearer(&token));
+                assert_eq!(o.status(), Some(401), "{cnf}");
+                assert_eq!(o.record()["reason_code"], "cnf_unsupported", "{cnf}");
+            }
+        }
+        // An ML-KEM confirmation where no binding is configured: unchecked, refused.
+        let mut w = worker(without_binding.clone(), &store);
+        let token = confirmed(&s.pq, &mine());
+        let o = send(&mut w, &store, &Req::call("j-2", "echo").bearer(&token));
+        assert_eq!(o.status(), Some(401));
+        assert_eq!(o.record()["reason_code"], "cnf_unsupported");
+    }
+
+    #[test]
+    fn a_certificate_bound_token_passes_only_with_its_certificate_and_is_bound() {
+        let s = setup(json!([
+            {"name": "python-bound", "effect": "require", "match": {"tools": ["run_python"]},
+             "when": {"bound": true}}
+        ]));
+        let store = MemoryStore::new();
+        let mut w = worker(s.config.clone(), &store);
+        let digest = [0x5a_u8; 32];
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let token = token_with(
+            &s.pq,
+            json!({"cnf": {"x5t#S256": base64url_encode(&digest)}}),
+        );
+        let python = || Req::call("x-1", "run_python").bearer(&token);
+        let with_cert = Req {
+            peer_digest: Some(hex),
+            ..python()
+        };
+        assert!(send(&mut w, &store, &with_cert).forwarded);
+        let no_cert = send(&mut w, &store, &python());
+        assert_eq!(no_cert.status(), Some(401));
+        assert_eq!(no_cert.record()["reason_code"], "cnf_certificate_mismatch");
+        let other = Req {
+            peer_digest: Some("00".repeat(32)),
+            ..python()
+        };
+        assert_eq!(send(&mut w, &store, &other).status(), Some(401));
+    }
+
+    #[test]
+    fn rules_can_demand_a_binding_for_get_and_delete() {
+        let s = setup(json!([
+            {"name": "stream-bound", "effect": "require", "match": {"http_methods": ["GET", "DELETE"]},
+             "when": {"bound": true}}
+        ]));
+        let store = MemoryStore::new();
+        let mut w = bound_worker(&s.config, &store);
+        let token = confirmed(&s.pq, &mine());
+        let (id, key) = bind_now(&mut w, &store, &token, &mine());
+        let mut config_no_rule = s.config.clone();
+        if let Some(rules) = config_no_rule["policy"]["rules"].as_array_mut() {
+            rules.truncate(1);
+        }
+        for method in ["GET", "DELETE"] {
+            let req = || Req {
+                method,
+                ..Req::get("/mcp").header("mcp-session-id", "s-1")
+            };
+            // The confirmed token needs a proof anyway (require_for_cnf).
+            let bare = send(&mut w, &store, &req().bearer(&token));
+            assert_eq!(bare.status(), Some(401), "{method}");
+            let bound = proven(
+                req().bearer(&token),
+                &token,
+                &id,
+                &key,
+                NOW_S,
+                method.len() as u8,
+            );
+            let o = send(&mut w, &store, &bound);
+            assert!(o.forwarded, "{method}: {:?} {}", o.reply, o.record());
+        }
+        // An unconfirmed token on the stream: the rule refuses it.
+        let plain = token_with(&s.pq, json!({}));
+        let o = send(&mut w, &store, &Req::get("/mcp").bearer(&plain));
+        assert_eq!(o.status(), Some(403));
+        assert_eq!(o.record()["reason_code"], "requirement_not_met");
+        // Without a rule naming GET, GET is governed by the transport gates only.
+        let mut w = worker(config_no_rule, &store);
+        assert!(send(&mut w, &store, &Req::get("/mcp").bearer(&plain)).forwarded);
     }
 
     #[test]
@@ -1801,8 +2178,8 @@ mod binding {
         let s = setup(json!([]));
         let store = MemoryStore::new();
         let mut w = bound_worker(&s.config, &store);
-        let token = token_with(&s.pq, json!({}));
-        let ek = ClientKey::from_seed(&[8; 64]).encapsulation_key();
+        let token = confirmed(&s.pq, &mine());
+        let ek = mine().encapsulation_key();
         // No token.
         let anonymous = Req {
             path: BIND_PATH,
@@ -1830,9 +2207,16 @@ mod binding {
             Some(500)
         );
         // Two bindings of the same key and token differ.
-        let client = ClientKey::from_seed(&[8; 64]);
+        let client = mine();
         let (a, _) = bind_now(&mut w, &store, &token, &client);
         let (b, _) = bind_now(&mut w, &store, &token, &client);
         assert_ne!(a, b);
+        // Every binding needs fresh host entropy: without it, refused.
+        let (_, _) = bind_now(&mut w, &store, &token, &client);
+        assert!(w.wants_random());
+        assert_eq!(
+            send(&mut w, &store, &bind_request(&token, &ek)).status(),
+            Some(500)
+        );
     }
 }

@@ -185,10 +185,14 @@ pub struct Worker {
     jwks: JwksSchedule,
     fast_tick: bool,
     info_logged: bool,
-    /// Binding proofs accepted within their window (with `binding`).
+    /// Binding proofs accepted within their window (`replay_scope: worker`).
     replay: Option<crate::bind::ReplayCache>,
+    /// Live proofs per binding on this worker (with `binding`).
+    quota: Option<crate::bind::BindingQuota>,
     /// Randomness for bindings, seeded from the host ([`Worker::seed_random`]).
     drbg: Option<crate::bind::Drbg>,
+    /// Whether host entropy was mixed in since the last binding.
+    fresh_entropy: bool,
     /// TLS facts of the connections this worker served (see
     /// [`super::ConnectionCache`]).
     pub connections: super::ConnectionCache,
@@ -207,7 +211,14 @@ impl Worker {
         let replay = config
             .binding
             .as_ref()
+            .filter(|b| b.replay_scope == crate::bind::ReplayScope::Worker)
             .map(|b| crate::bind::ReplayCache::new(b.replay_capacity));
+        let quota = config.binding.as_ref().map(|b| {
+            crate::bind::BindingQuota::new(
+                b.replay_per_binding,
+                b.window_seconds + crate::bind::FUTURE_SKEW_SECONDS,
+            )
+        });
         Self {
             config,
             keys,
@@ -219,42 +230,71 @@ impl Worker {
             fast_tick: false,
             info_logged: true,
             replay,
+            quota,
             drbg: None,
+            fresh_entropy: false,
             connections: super::ConnectionCache::default(),
         }
     }
 
     /// Whether the worker needs randomness from the host (for bindings)
-    /// that it has not had yet: give it with [`Worker::seed_random`].
+    /// that it has not had yet: give it with [`Worker::seed_random`]. The
+    /// shim asks after every request head: a bind request asks again, so
+    /// that every binding mixes in fresh host entropy.
     pub fn wants_random(&self) -> bool {
-        self.config.binding.is_some() && self.drbg.is_none()
+        self.config.binding.is_some() && (self.drbg.is_none() || !self.fresh_entropy)
     }
 
-    /// Seeds the worker's random generator (at least 32 bytes from the
-    /// host's CSPRNG, once after start).
+    /// Seeds the worker's random generator, or mixes fresh entropy into it
+    /// (at least 32 bytes from the host's CSPRNG).
     pub fn seed_random(&mut self, seed: &[u8]) {
-        self.drbg = Some(crate::bind::Drbg::new(seed));
+        match self.drbg.as_mut() {
+            Some(drbg) => drbg.reseed(seed),
+            None => self.drbg = Some(crate::bind::Drbg::new(seed)),
+        }
+        self.fresh_entropy = true;
     }
 
-    /// Fresh randomness for one binding; `None` until seeded.
+    /// Randomness for one binding: `None` unless host entropy was mixed in
+    /// since the last binding (a bind request is then refused: fail closed).
     pub(super) fn binding_random(&mut self) -> Option<[u8; crate::bind::BIND_RANDOM_LEN]> {
+        if !std::mem::take(&mut self.fresh_entropy) {
+            return None;
+        }
         let drbg = self.drbg.as_mut()?;
         let mut out = [0u8; crate::bind::BIND_RANDOM_LEN];
         drbg.fill(&mut out);
         Some(out)
     }
 
-    /// Records an accepted binding proof; `Err` for a replay.
+    /// Counts an accepted proof against its binding's quota, then
+    /// remembers it in the replay set of the configured scope; `Err` for a
+    /// binding over its quota, a replay, or a full set.
     pub(super) fn check_replay(
         &mut self,
+        store: &dyn SharedStore,
         proof: &crate::bind::Proof,
         now: u64,
-        window_seconds: u64,
     ) -> Result<(), crate::bind::BindError> {
-        match self.replay.as_mut() {
-            Some(cache) => cache.check(proof, now, window_seconds),
-            None => Ok(()),
+        use crate::bind::ReplaySet;
+        let Some(settings) = self.config.binding.as_ref() else {
+            return Ok(());
+        };
+        let until = crate::bind::replay_until(proof.ts, settings.window_seconds);
+        let capacity = settings.replay_capacity;
+        if let Some(quota) = self.quota.as_mut() {
+            quota.take(&proof.id, now)?;
         }
+        let key = crate::bind::replay_key(proof);
+        match self.replay.as_mut() {
+            Some(cache) => cache.remember(&key, until, now),
+            None => super::shared::SharedReplay { store, capacity }.remember(&key, until, now),
+        }
+    }
+
+    /// Seconds a binding over its quota should wait.
+    pub(super) fn quota_retry_after(&self, id: &str, now: u64) -> u64 {
+        self.quota.as_ref().map_or(1, |q| q.retry_after(id, now))
     }
 
     /// Starts a worker from the plugin configuration bytes as the host

@@ -9,9 +9,10 @@ use crate::outcome::reject::{Reason, Rejection};
 
 /// Headers that must appear at most once: a second copy is a classic way to
 /// make two components read one request two ways.
-const SINGLE_HEADERS: [&str; 11] = [
+const SINGLE_HEADERS: [&str; 12] = [
     ":method",
     ":path",
+    ":authority",
     "content-type",
     "content-encoding",
     "content-length",
@@ -30,6 +31,8 @@ pub struct RequestHead {
     pub http_method: String,
     /// Request path (`:path`).
     pub path: String,
+    /// `:authority` (HTTP/1.1 `Host`), if present.
+    pub authority: Option<String>,
     /// `Content-Type`, if present.
     pub content_type: Option<String>,
     /// `Content-Encoding`, if present.
@@ -117,6 +120,7 @@ impl RequestHead {
             match name {
                 ":method" => head.http_method = value,
                 ":path" => head.path = value,
+                ":authority" => head.authority = Some(value),
                 "content-type" => head.content_type = Some(value),
                 "content-encoding" => head.content_encoding = Some(value),
                 "content-length" => {

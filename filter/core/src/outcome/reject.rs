@@ -50,6 +50,11 @@ pub enum Reason {
     /// The host failed to hand over something the decision needs (the body,
     /// a property): refuse rather than forward uninspected (500, -32603).
     HostError,
+    /// The replay set of binding proofs is full of live proofs: refuse
+    /// rather than forget one (503 with `Retry-After`).
+    BindingBusy,
+    /// One binding has too many live proofs (429 with `Retry-After`).
+    BindingQuota,
 }
 
 impl Reason {
@@ -70,6 +75,8 @@ impl Reason {
             Self::Forbidden => "forbidden",
             Self::AuditUnavailable => "audit_unavailable",
             Self::HostError => "host_error",
+            Self::BindingBusy => "binding_busy",
+            Self::BindingQuota => "binding_quota",
         }
     }
 }
@@ -93,6 +100,8 @@ pub struct Rejection {
     /// (`pqguard_binding` in `WWW-Authenticate`: `rebind`, `clock_skew`,
     /// `invalid_binding`).
     pub binding: Option<&'static str>,
+    /// Seconds for `Retry-After` (503 and 429 answers).
+    pub retry_after: Option<u16>,
 }
 
 impl Rejection {
@@ -105,6 +114,7 @@ impl Rejection {
             scope: None,
             code: None,
             binding: None,
+            retry_after: None,
         }
     }
 }
@@ -145,6 +155,7 @@ impl From<McpError> for Rejection {
             scope: None,
             code: None,
             binding: None,
+            retry_after: None,
         }
     }
 }

@@ -53,6 +53,8 @@ pub fn classify(reason: Reason) -> (u16, i32, &'static str) {
         Reason::Forbidden => (403, FORBIDDEN, "Forbidden"),
         Reason::AuditUnavailable => (503, INTERNAL_ERROR, "Service unavailable"),
         Reason::HostError => (500, INTERNAL_ERROR, "Internal error"),
+        Reason::BindingBusy => (503, INTERNAL_ERROR, "Service unavailable"),
+        Reason::BindingQuota => (429, INTERNAL_ERROR, "Too many requests"),
     }
 }
 
@@ -76,6 +78,9 @@ pub fn local_reply_with(rejection: &Rejection, resource_metadata: Option<&str>) 
     ];
     if rejection.reason == Reason::MethodNotAllowed {
         headers.push(("allow", "POST".to_owned()));
+    }
+    if let Some(seconds) = rejection.retry_after {
+        headers.push(("retry-after", seconds.to_string()));
     }
     let metadata = resource_metadata
         .map(|u| format!("resource_metadata=\"{}\", ", quote_safe(u)))

@@ -89,6 +89,7 @@ impl crate::config::read::FromJson for Effect {
 #[derive(Debug, Clone, Default)]
 struct RawMatch {
     methods: Vec<String>,
+    http_methods: Vec<String>,
     tools: Vec<String>,
     resources: Vec<String>,
     prompts: Vec<String>,
@@ -99,10 +100,11 @@ impl crate::config::read::FromJson for RawMatch {
         let o = crate::config::read::Object::strict(
             v,
             "struct RawMatch",
-            &["methods", "tools", "resources", "prompts"],
+            &["methods", "http_methods", "tools", "resources", "prompts"],
         )?;
         Ok(Self {
             methods: o.or_default("methods")?,
+            http_methods: o.or_default("http_methods")?,
             tools: o.or_default("tools")?,
             resources: o.or_default("resources")?,
             prompts: o.or_default("prompts")?,
@@ -304,6 +306,9 @@ struct Rule {
     name: String,
     effect: Effect,
     methods: Vec<String>,
+    /// `GET` / `DELETE`: the rule governs those requests (which carry no
+    /// MCP message) and no MCP message.
+    http_methods: Vec<String>,
     tools: Vec<String>,
     resources: Vec<String>,
     prompts: Vec<String>,
@@ -541,8 +546,29 @@ pub fn compile(raw: RawPolicy) -> Result<Policy, PolicyError> {
         {
             return Err(PolicyError(format!("{at}: unknown TLS group {bad:?}")));
         }
+        if let Some(bad) = r
+            .matcher
+            .http_methods
+            .iter()
+            .find(|m| !matches!(m.as_str(), "GET" | "DELETE"))
+        {
+            return Err(PolicyError(format!(
+                "{at}: http_methods {bad:?}: only GET (the server's event stream) and DELETE (ending a session) carry no MCP message"
+            )));
+        }
+        let m = &r.matcher;
+        let names_messages = !m.methods.is_empty()
+            || !m.tools.is_empty()
+            || !m.resources.is_empty()
+            || !m.prompts.is_empty();
+        if !m.http_methods.is_empty() && names_messages {
+            return Err(PolicyError(format!(
+                "{at}: http_methods cannot be combined with methods, tools, resources or prompts"
+            )));
+        }
         if r.effect == Effect::Require
             && r.matcher.methods.is_empty()
+            && r.matcher.http_methods.is_empty()
             && r.matcher.tools.is_empty()
             && r.matcher.resources.is_empty()
             && r.matcher.prompts.is_empty()
@@ -566,6 +592,7 @@ pub fn compile(raw: RawPolicy) -> Result<Policy, PolicyError> {
             name: r.name,
             effect: r.effect,
             methods: r.matcher.methods,
+            http_methods: r.matcher.http_methods,
             tools: r.matcher.tools,
             resources: r.matcher.resources,
             prompts: r.matcher.prompts,
@@ -623,6 +650,9 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 
 impl Rule {
     fn matches(&self, m: &Message<'_>) -> bool {
+        if !self.http_methods.is_empty() {
+            return false;
+        }
         let method = m.method.as_deref().unwrap_or("");
         if !self.methods.is_empty() && !self.methods.iter().any(|x| x == method) {
             return false;
@@ -734,6 +764,35 @@ impl Policy {
             return Decision::Deny(d);
         }
         let matching: Vec<&Rule> = self.rules.iter().filter(|r| r.matches(m)).collect();
+        Self::decide(&matching, f)
+    }
+
+    /// Decides a request that carries no MCP message (`GET`, the server's
+    /// event stream; `DELETE`, ending a session) by the rules whose
+    /// `http_methods` name its method: any holding `deny` denies, every
+    /// `require` must hold, and, only when some `allow` rule names the
+    /// method, one of them must hold (default deny among them). `None`: no
+    /// rule names it, and only the transport gates apply (the caller checks
+    /// them), as for every such request before `http_methods` existed.
+    pub fn evaluate_http(&self, http_method: &str, f: &Facts<'_>) -> Option<Decision> {
+        let matching: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.http_methods.iter().any(|m| m == http_method))
+            .collect();
+        let first = matching.first()?;
+        if matching.iter().any(|r| r.effect == Effect::Allow) {
+            return Some(Self::decide(&matching, f));
+        }
+        Some(match Self::decide(&matching, f) {
+            Decision::Deny(d) if d.reason != DenyReason::NoAllowRule => Decision::Deny(d),
+            _ => Decision::Allow {
+                rule: first.name.clone(),
+            },
+        })
+    }
+
+    fn decide(matching: &[&Rule], f: &Facts<'_>) -> Decision {
         for r in matching.iter().filter(|r| r.effect == Effect::Deny) {
             if failed_condition(&r.when, f).is_none() {
                 return Decision::Deny(Denial {

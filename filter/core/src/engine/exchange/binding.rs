@@ -4,12 +4,19 @@
 use serde_json::Value;
 
 use super::*;
-use crate::bind::{self, BindError, Covered, Proof, BIND_PATH};
+use crate::bind::{self, BindError, BoundHeaders, Covered, Proof, BIND_PATH};
 use crate::token::base64url_decode;
 
-/// The 401 for a refused binding, with what the client should do.
+/// The answer for a refused binding, with what the client should do: 401,
+/// or 503 (the replay set is full) and 429 (the binding is over its quota)
+/// with `Retry-After`.
 fn rejection(e: &BindError) -> Rejection {
-    let mut r = Rejection::new(Reason::Unauthorized, format!("binding: {e}"));
+    let reason = match e {
+        BindError::Busy => Reason::BindingBusy,
+        BindError::Quota => Reason::BindingQuota,
+        _ => Reason::Unauthorized,
+    };
+    let mut r = Rejection::new(reason, format!("binding: {e}"));
     r.code = Some(e.code());
     r.binding = Some(e.hint());
     r
@@ -21,12 +28,44 @@ impl Exchange {
         w.config().binding.is_some() && self.head.path.split('?').next() == Some(BIND_PATH)
     }
 
-    /// After the token check, on the head: the bind endpoint's
-    /// preconditions, or the form of the request's proof (its MAC covers the
-    /// body, so it is checked by [`Exchange::check_proof`]). A token
-    /// confirmed for an ML-KEM key (`cnf`) needs a proof.
-    pub(super) fn binding_head(&mut self, w: &Worker) -> Result<(), Rejection> {
-        let Some(settings) = w.config().binding.as_ref() else {
+    /// After the token check, on the head: the token's confirmation (`cnf`,
+    /// RFC 7800), the bind endpoint's preconditions, or the form of the
+    /// request's proof (its MAC covers the body, so it is checked by
+    /// [`Exchange::check_proof`]).
+    ///
+    /// A token whose `cnf` names a method this filter does not check is
+    /// refused, with or without a `binding` section; `x5t#S256` is checked
+    /// against the client certificate (`peer_digest`, hex SHA-256, mTLS
+    /// only); `mlkem#S3-256` needs a binding proof (`require_for_cnf`).
+    pub(super) fn binding_head(
+        &mut self,
+        w: &Worker,
+        peer_digest: Option<&str>,
+    ) -> Result<(), Rejection> {
+        let confirmation = match self.token.as_deref() {
+            Some(t) => bind::confirmation(&t.claims).map_err(|e| rejection(&e))?,
+            None => None,
+        };
+        let settings = w.config().binding.as_ref();
+        if let Some(c) = &confirmation {
+            if c.mlkem.is_some() && settings.is_none() {
+                return Err(rejection(&BindError::UnsupportedConfirmation(
+                    "mlkem#S3-256 without a binding section",
+                )));
+            }
+            if let Some(x5t) = &c.x5t {
+                bind::confirm_certificate(x5t, peer_digest).map_err(|e| rejection(&e))?;
+                self.proven = Some(bind::Mechanism::Certificate);
+            }
+        }
+        self.confirmed_mlkem = confirmation.as_ref().is_some_and(|c| c.mlkem.is_some());
+        let Some(settings) = settings else {
+            if self.head.binding.is_some() {
+                return Err(rejection(&BindError::Malformed(
+                    "binding proofs are not configured here",
+                )));
+            }
+            self.bound = self.proven.is_some();
             return Ok(());
         };
         if self.bind_endpoint {
@@ -49,46 +88,70 @@ impl Exchange {
                 self.proof = Some(Proof::parse(value).map_err(|e| rejection(&e))?);
             }
             None => {
-                let confirmed = self
-                    .token
-                    .as_deref()
-                    .and_then(|t| bind::cnf_thumbprint(&t.claims))
-                    .is_some();
-                if confirmed && settings.require_for_cnf {
+                if self.confirmed_mlkem && settings.require_for_cnf {
                     return Err(rejection(&BindError::Required));
                 }
             }
         }
+        // Without an ML-KEM confirmation, a matched certificate is the proof.
+        self.bound = !self.confirmed_mlkem && self.proven.is_some();
         Ok(())
     }
 
     /// Checks the request's proof against the whole request: binding
-    /// secret and expiry, time window, MAC (method, path, body, token), then
-    /// replay. A request without a proof passes unbound.
-    pub(super) fn check_proof(&mut self, w: &mut Worker, body: &[u8]) -> Result<(), Rejection> {
+    /// secret and expiry, time window, MAC (method, path, authority, MCP
+    /// headers, body, token), the binding's quota, then replay. A request
+    /// without a proof passes unbound. The request is *bound* only when its
+    /// token confirms the ML-KEM key (`cnf`): the bind endpoint then let
+    /// that key alone bind, so a proof shows the token's owner made it.
+    pub(super) fn check_proof(
+        &mut self,
+        w: &mut Worker,
+        store: &dyn SharedStore,
+        body: &[u8],
+    ) -> Result<(), Rejection> {
         let (Some(proof), Some(token)) = (self.proof.take(), self.token.clone()) else {
             return Ok(());
         };
         let now = self.started_ms / 1000;
         let body_digest = bind::sha3(body);
-        let window = {
+        {
             let Some(settings) = w.config().binding.as_ref() else {
                 return Ok(());
             };
+            let h = &self.head;
             let covered = Covered {
-                method: &self.head.http_method,
-                path: &self.head.path,
+                method: &h.http_method,
+                path: &h.path,
+                headers: BoundHeaders {
+                    authority: h.authority.as_deref(),
+                    session_id: h.session_id.as_deref(),
+                    protocol_version: h.protocol_version.as_deref(),
+                    mcp_method: h.mirrors.method.as_deref(),
+                    mcp_name: h.mirrors.name.as_deref(),
+                },
                 body_digest: &body_digest,
                 token_digest: &token.digest,
             };
             proof
                 .verify(&settings.secrets, &covered, now, settings.window_seconds)
                 .map_err(|e| rejection(&e))?;
-            settings.window_seconds
-        };
-        w.check_replay(&proof, now, window)
-            .map_err(|e| rejection(&e))?;
-        self.bound = true;
+        }
+        w.check_replay(store, &proof, now).map_err(|e| {
+            let mut r = rejection(&e);
+            r.retry_after = match e {
+                BindError::Quota => {
+                    Some(u16::try_from(w.quota_retry_after(&proof.id, now)).unwrap_or(u16::MAX))
+                }
+                BindError::Busy => Some(1),
+                _ => None,
+            };
+            r
+        })?;
+        if self.confirmed_mlkem {
+            self.proven = Some(bind::Mechanism::MlKem);
+            self.bound = true;
+        }
         Ok(())
     }
 
@@ -152,6 +215,9 @@ impl Exchange {
                 settings.allow_unconfirmed_tokens,
             )
         };
+        if ek.len() != bind::EK_LEN {
+            return Err(bad_body());
+        }
         bind::confirm(&ek, bind::cnf_thumbprint(&token.claims), allow_unconfirmed).map_err(
             |e| {
                 let mut r = Rejection::new(Reason::Forbidden, format!("bind: {e}"));
