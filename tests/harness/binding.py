@@ -2,8 +2,14 @@
 ML-KEM-768 from the pure-Python ``kyber-py`` (FIPS 203), HMAC-SHA3-256 from the standard library.
 
     client = BindingClient()                       # a fresh ML-KEM-768 key pair
+    token = <minted with cnf = {"mlkem#S3-256": thumbprint(client.ek)}>
     binding = client.bind(http, bind_url, token)   # POST /.well-known/pqguard/bind, opened
-    headers["pqguard-binding"] = binding.proof("POST", "/mcp?x", body, token)
+    headers["pqguard-binding"] = binding.proof("POST", "/mcp?x", body, token,
+                                               authority="edge:8443", headers=headers)
+
+The proof is format 2: the MAC covers the method, the path, the authority, the MCP headers that
+route a request (``Mcp-Session-Id``, ``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``), the
+body, the time, the nonce and the token.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -40,6 +47,17 @@ def mac(key: bytes, *parts: bytes) -> bytes:
     return hmac.new(key, b"".join(parts), hashlib.sha3_256).digest()
 
 
+# The request headers a proof covers after the authority, in order.
+COVERED_HEADERS = ("mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name")
+
+
+def field(value: bytes | None) -> bytes:
+    """``1 ‖ length (4 bytes, big-endian) ‖ value``, or ``0`` for an absent header."""
+    if value is None:
+        return b"\0"
+    return b"\1" + len(value).to_bytes(4, "big") + value
+
+
 def thumbprint(ek: bytes) -> str:
     """The ``mlkem#S3-256`` member of a token's ``cnf`` claim for this key."""
     return b64e(sha3(ek))
@@ -51,14 +69,19 @@ class Binding:
     key: bytes
     expires_at: int
 
-    def proof(self, method: str, path: str, body: bytes, token: str, *, ts: int | None = None,
+    def proof(self, method: str, path: str, body: bytes, token: str, *, authority: str | None,
+              headers: Mapping[str, str] | None = None, ts: int | None = None,
               nonce: bytes | None = None) -> str:
-        """The ``PQGuard-Binding`` header value of one request."""
+        """The ``PQGuard-Binding`` header value of one request: ``authority`` is the ``Host`` sent,
+        ``headers`` the request's headers (the covered ones are picked out, names in any case)."""
         ts = int(time.time()) if ts is None else ts
         nonce = os.urandom(16) if nonce is None else nonce
-        digest = mac(self.key, b"pqguard-bind-v1 request\0", method.encode(), b"\0", path.encode(), b"\0",
-                     sha3(body), ts.to_bytes(8, "big"), nonce, sha3(token.encode()))
-        return f"id={self.id}, ts={ts}, nonce={b64e(nonce)}, mac={b64e(digest)}"
+        lower = {k.lower(): v for k, v in (headers or {}).items()}
+        covered = [field(None if authority is None else authority.encode())]
+        covered += [field(lower[h].encode() if h in lower else None) for h in COVERED_HEADERS]
+        digest = mac(self.key, b"pqguard-bind-v2 request\0", field(method.encode()), field(path.encode()),
+                     *covered, sha3(body), ts.to_bytes(8, "big"), field(nonce), sha3(token.encode()))
+        return f"v=2, id={self.id}, ts={ts}, nonce={b64e(nonce)}, mac={b64e(digest)}"
 
 
 class BindingClient:

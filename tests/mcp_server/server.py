@@ -232,6 +232,8 @@ class RecordingMiddleware:
             "accept_encoding": headers.get("accept-encoding"),
             # Whether a bearer token reached the server (never the token itself).
             "has_authorization": "authorization" in headers,
+            # Whether pqguard let its binding proof through (it must not).
+            "has_binding_proof": "pqguard-binding" in headers,
         }
         entry.update(describe_body(body))
         self.log.add(entry)

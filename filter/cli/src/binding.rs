@@ -5,11 +5,11 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pqguard_core::bind::{self, ClientKey, Issued, Proof, Signed};
+use pqguard_core::bind::{self, BoundHeaders, ClientKey, Covered, Issued, Proof};
 use pqguard_core::token::{base64url_decode, base64url_encode, token_digest};
 use serde_json::{json, Value};
 
-use crate::cli::{BindOpenArgs, BindProofArgs};
+use crate::cli::{BindKeyArgs, BindOpenArgs, BindProofArgs};
 use crate::read_input;
 
 fn print(value: &Value) {
@@ -30,18 +30,50 @@ fn json_file(path: &str) -> Result<Value, String> {
     serde_json::from_slice(&read_input(Some(path))?).map_err(|e| format!("{path}: {e}"))
 }
 
-/// `pqguard bind key`: a fresh ML-KEM-768 seed from the system's CSPRNG.
-pub fn key() -> Result<ExitCode, String> {
-    let mut seed = [0u8; 64];
-    getrandom::fill(&mut seed).map_err(|e| format!("no randomness from the system: {e}"))?;
+/// `pqguard bind key [--out FILE]`: a fresh ML-KEM-768 seed from the
+/// system's CSPRNG. With `--out`, the file is created with mode 0600 and an
+/// existing file is never replaced.
+pub fn key(a: &BindKeyArgs) -> Result<ExitCode, String> {
+    let mut seed = zeroize::Zeroizing::new([0u8; 64]);
+    getrandom::fill(seed.as_mut_slice())
+        .map_err(|e| format!("no randomness from the system: {e}"))?;
     let ek = ClientKey::from_seed(&seed).encapsulation_key();
-    print(&json!({
-        "kem": "ML-KEM-768",
-        "seed": base64url_encode(&seed),
-        "ek": base64url_encode(&ek),
-        "cnf": {bind::CNF_MEMBER: bind::thumbprint(&ek)},
-    }));
+    let doc = zeroize::Zeroizing::new(
+        serde_json::to_string_pretty(&json!({
+            "kem": "ML-KEM-768",
+            "seed": base64url_encode(seed.as_slice()),
+            "ek": base64url_encode(&ek),
+            "cnf": {bind::CNF_MEMBER: bind::thumbprint(&ek)},
+        }))
+        .map_err(|e| e.to_string())?,
+    );
+    match &a.out {
+        None => println!("{}", doc.as_str()),
+        Some(path) => write_secret(path, doc.as_bytes())?,
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `path` (never replacing a file) readable by its owner only.
+fn write_secret(path: &str, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            format!("{path} exists: a key file is never replaced (remove it first)")
+        }
+        _ => format!("{path}: {e}"),
+    })?;
+    file.write_all(bytes)
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("{path}: {e}"))
 }
 
 /// `pqguard bind open --key KEY [ANSWER]`: decapsulates and checks.
@@ -88,19 +120,20 @@ pub fn proof(a: &BindProofArgs) -> Result<ExitCode, String> {
     };
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).map_err(|e| format!("no randomness from the system: {e}"))?;
-    let header = Proof::new(
-        id,
-        &key,
-        &Signed {
-            method: &a.method,
-            path: &a.path,
-            body_digest: &bind::sha3(&body),
-            ts,
-            nonce: &nonce,
-            token_digest: &token_digest(token.trim()),
+    let covered = Covered {
+        method: &a.method,
+        path: &a.path,
+        headers: BoundHeaders {
+            authority: a.authority.as_deref(),
+            session_id: a.session_id.as_deref(),
+            protocol_version: a.protocol_version.as_deref(),
+            mcp_method: a.mcp_method.as_deref(),
+            mcp_name: a.mcp_name.as_deref(),
         },
-    )
-    .to_header();
+        body_digest: &bind::sha3(&body),
+        token_digest: &token_digest(token.trim()),
+    };
+    let header = Proof::new(id, &key, &covered, ts, &nonce).to_header();
     println!("{header}");
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,12 @@
 //! the edge is post-quantum even when the client's own TLS library has no
 //! post-quantum group. Answers (JSON or event streams, GET streams, the
 //! `Mcp-Session-Id` header) pass through as they arrive.
+//!
+//! The proxy holds a credential for whoever reaches it, so it listens on
+//! loopback only (unless `--allow-remote`), answers only requests whose
+//! `Host` names its own loopback listener and whose `Origin`, if any, is
+//! that listener (a web page reaching 127.0.0.1 through DNS rebinding, or
+//! posting across sites, gets 403), and wipes its key material when done.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,10 +30,14 @@ use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use pqguard_core::bind::{self, ClientKey, Issued, Proof, Signed, BIND_PATH, PROOF_HEADER};
+use pqguard_core::bind::{
+    self, BoundHeaders, ClientKey, Covered, Issued, Proof, BIND_PATH, PROOF_HEADER,
+};
 use pqguard_core::token::{base64url_decode, base64url_encode, token_digest};
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::sync::Mutex;
+use zeroize::Zeroizing;
 
 use crate::cli::ProxyArgs;
 use crate::read_input;
@@ -57,7 +67,7 @@ type Body = BoxBody<Bytes, hyper::Error>;
 #[derive(Clone)]
 struct Binding {
     id: String,
-    key: [u8; 32],
+    key: Zeroizing<[u8; 32]>,
     expires_at: u64,
     /// Bind again this many seconds before expiry (a quarter of the
     /// binding's life, at most 5 s), so requests rarely meet a 401.
@@ -66,6 +76,12 @@ struct Binding {
 
 struct State {
     origin: String,
+    /// The edge's authority as the proxy sends it (`:authority` / `Host`),
+    /// covered by every proof.
+    authority: String,
+    /// `Host` values that name this proxy's listener (empty with
+    /// `--allow-remote`: any).
+    local_hosts: Vec<String>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     token: String,
     token_digest: [u8; 32],
@@ -106,7 +122,7 @@ fn https(
     match ca {
         Some(path) => {
             let pem = read_input(Some(path))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| format!("{path}: {e}"))?;
                 roots.add(cert).map_err(|e| format!("{path}: {e}"))?;
             }
@@ -175,7 +191,7 @@ impl State {
         let key = self.key.open(&issued).map_err(|e| e.to_string())?;
         let binding = Binding {
             id: issued.id,
-            key,
+            key: Zeroizing::new(key),
             margin: (issued.expires_at.saturating_sub(now()) / 4).min(5),
             expires_at: issued.expires_at,
         };
@@ -199,18 +215,29 @@ impl State {
     ) -> Result<Request<Full<Bytes>>, String> {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
-        let proof = Proof::new(
-            &binding.id,
-            &binding.key,
-            &Signed {
-                method: method.as_str(),
-                path,
-                body_digest: &bind::sha3(body),
-                ts: now(),
-                nonce: &nonce,
-                token_digest: &self.token_digest,
+        let header = |name: &str| -> Result<Option<&str>, String> {
+            match headers.get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .to_str()
+                    .map(Some)
+                    .map_err(|_| format!("header {name} is not visible ASCII")),
+            }
+        };
+        let covered = Covered {
+            method: method.as_str(),
+            path,
+            headers: BoundHeaders {
+                authority: Some(&self.authority),
+                session_id: header("mcp-session-id")?,
+                protocol_version: header("mcp-protocol-version")?,
+                mcp_method: header("mcp-method")?,
+                mcp_name: header("mcp-name")?,
             },
-        );
+            body_digest: &bind::sha3(body),
+            token_digest: &self.token_digest,
+        };
+        let proof = Proof::new(&binding.id, &binding.key, &covered, now(), &nonce);
         let uri: Uri = format!("{}{path}", self.origin)
             .parse()
             .map_err(|e| format!("upstream URI: {e}"))?;
@@ -232,7 +259,42 @@ impl State {
             .map_err(|e| e.to_string())
     }
 
+    /// Why a request may not use the credential: a `Host` that does not
+    /// name this listener (DNS rebinding), or an `Origin` other than it (a
+    /// web page posting across sites).
+    fn refused_origin(&self, headers: &HeaderMap) -> Option<String> {
+        let host = headers
+            .get(hyper::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        if !self.local_hosts.is_empty() {
+            match host.as_deref() {
+                Some(h) if self.local_hosts.iter().any(|l| l == h) => {}
+                other => {
+                    return Some(format!(
+                        "Host {:?} does not name this proxy's loopback listener",
+                        other.unwrap_or("")
+                    ))
+                }
+            }
+        }
+        let origins = headers.get_all(hyper::header::ORIGIN);
+        for origin in &origins {
+            let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+            let same = host
+                .as_deref()
+                .is_some_and(|h| origin == format!("http://{h}"));
+            if !same {
+                return Some(format!("cross-site Origin {origin:?}"));
+            }
+        }
+        None
+    }
+
     async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        if let Some(why) = self.refused_origin(request.headers()) {
+            return text(StatusCode::FORBIDDEN, format!("pqguard proxy: {why}\n"));
+        }
         let (parts, incoming) = request.into_parts();
         let body = match Limited::new(incoming, MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -249,7 +311,9 @@ impl State {
             .map_or("/", |p| p.as_str())
             .to_owned();
         let mut fresh = false;
-        for attempt in 0..2 {
+        let mut rebound = false;
+        let mut retries = 0;
+        loop {
             let binding = match self.binding(fresh).await {
                 Ok(b) => b,
                 Err(e) => return text(StatusCode::BAD_GATEWAY, format!("{e}\n")),
@@ -277,10 +341,31 @@ impl State {
                         v.to_str()
                             .is_ok_and(|s| s.contains("pqguard_binding=\"rebind\""))
                     });
-            if rebind && attempt == 0 {
+            if rebind && !rebound {
                 // The binding expired or its secret was retired: bind again, once.
                 fresh = true;
+                rebound = true;
                 continue;
+            }
+            fresh = false;
+            let busy = matches!(
+                response.status(),
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+            );
+            let wait = response
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if let (true, Some(wait), true) = (busy, wait, retries < 2) {
+                // The edge's replay set is full or the binding is over its
+                // quota (the request was not forwarded): wait, then send it
+                // again with a new proof.
+                if wait <= 10 {
+                    retries += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                    continue;
+                }
             }
             let (mut head, body) = response.into_parts();
             for name in HOP_BY_HOP {
@@ -288,7 +373,6 @@ impl State {
             }
             return Response::from_parts(head, body.boxed());
         }
-        text(StatusCode::BAD_GATEWAY, "unreachable\n".into())
     }
 }
 
@@ -311,28 +395,42 @@ async fn serve(a: &ProxyArgs) -> Result<(), String> {
     if upstream.scheme_str() != Some("https") {
         return Err("--upstream must be an https:// URL".into());
     }
-    let authority = upstream
-        .authority()
-        .ok_or("--upstream has no host")?
-        .as_str()
-        .to_owned();
+    if !a.listen.ip().is_loopback() && !a.allow_remote {
+        return Err(format!(
+            "--listen {}: not a loopback address; the proxy adds your token to whatever reaches it (--allow-remote to accept that)",
+            a.listen
+        ));
+    }
+    let authority = upstream.authority().ok_or("--upstream has no host")?;
+    // As HTTP clients send it: the port only when it is not https' default.
+    let authority = match authority.port_u16() {
+        Some(443) => authority.host().to_owned(),
+        _ => authority.as_str().to_owned(),
+    };
     let token = String::from_utf8(read_input(Some(&a.token_file))?)
         .map_err(|_| format!("{}: not UTF-8", a.token_file))?
         .trim()
         .to_owned();
-    let seed: [u8; 64] = match &a.key {
+    let seed: Zeroizing<[u8; 64]> = match &a.key {
         Some(path) => {
-            let doc: serde_json::Value = serde_json::from_slice(&read_input(Some(path))?)
-                .map_err(|e| format!("{path}: {e}"))?;
-            doc.get("seed")
-                .and_then(serde_json::Value::as_str)
-                .and_then(|s| base64url_decode(s.as_bytes()).ok())
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| format!("{path}: no 64-byte base64url seed"))?
+            let file = Zeroizing::new(read_input(Some(path))?);
+            let doc: serde_json::Value =
+                serde_json::from_slice(&file).map_err(|e| format!("{path}: {e}"))?;
+            let decoded = Zeroizing::new(
+                doc.get("seed")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|s| base64url_decode(s.as_bytes()).ok())
+                    .unwrap_or_default(),
+            );
+            let seed: [u8; 64] = decoded
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("{path}: no 64-byte base64url seed"))?;
+            Zeroizing::new(seed)
         }
         None => {
-            let mut seed = [0u8; 64];
-            getrandom::fill(&mut seed).map_err(|e| format!("no randomness: {e}"))?;
+            let mut seed = Zeroizing::new([0u8; 64]);
+            getrandom::fill(seed.as_mut_slice()).map_err(|e| format!("no randomness: {e}"))?;
             seed
         }
     };
@@ -340,8 +438,24 @@ async fn serve(a: &ProxyArgs) -> Result<(), String> {
     let ek = base64url_encode(&key.encapsulation_key());
     let client = Client::builder(TokioExecutor::new())
         .build(https(a.ca.as_deref(), a.server_name.as_deref())?);
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .map_err(|e| format!("--listen {}: {e}", a.listen))?;
+    let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let local_hosts = if a.allow_remote {
+        Vec::new()
+    } else {
+        let port = local.port();
+        vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ]
+    };
     let state = Arc::new(State {
         origin: format!("https://{authority}"),
+        authority,
+        local_hosts,
         client,
         token_digest: token_digest(&token),
         token,
@@ -349,10 +463,6 @@ async fn serve(a: &ProxyArgs) -> Result<(), String> {
         ek,
         binding: Mutex::new(None),
     });
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .map_err(|e| format!("--listen {}: {e}", a.listen))?;
-    let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
     eprintln!(
         "pqguard proxy: listening on http://{local}, forwarding to {} over TLS 1.3 with X25519MLKEM768 only",
         state.origin

@@ -149,9 +149,45 @@ pub fn mint(a: &MintArgs) -> Result<ExitCode, String> {
             return Err(format!("--claim {name:?} given twice"));
         }
     }
+    if let Some(path) = &a.bind_ek {
+        if claims.contains_key("cnf") {
+            return Err("--bind-ek and --claim cnf=...: give one".into());
+        }
+        let ek = bind_ek(path)?;
+        claims.insert(
+            "cnf".into(),
+            serde_json::json!({ pqguard_core::bind::CNF_MEMBER: pqguard_core::bind::thumbprint(&ek) }),
+        );
+    }
     let jws = token::mint(&key, &claims).ok_or("signing failed")?;
     println!("{jws}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The encapsulation key in `path`: a `pqguard bind key` file (its `ek`)
+/// or the base64url key alone; 1184 bytes (ML-KEM-768).
+fn bind_ek(path: &str) -> Result<Vec<u8>, String> {
+    let bytes = read_input(Some(path))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{path}: not UTF-8"))?;
+    let text = text.trim();
+    let encoded = match serde_json::from_str::<Value>(text) {
+        Ok(doc) => doc
+            .get("ek")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{path}: no \"ek\" (a pqguard bind key file)"))?
+            .to_owned(),
+        Err(_) => text.to_owned(),
+    };
+    let ek = token::base64url_decode(encoded.as_bytes())
+        .map_err(|_| format!("{path}: the encapsulation key is not base64url"))?;
+    if ek.len() != pqguard_core::bind::EK_LEN {
+        return Err(format!(
+            "{path}: an ML-KEM-768 encapsulation key has {} bytes, not {}",
+            pqguard_core::bind::EK_LEN,
+            ek.len()
+        ));
+    }
+    Ok(ek)
 }
 
 /// `pqguard verify --jwks FILE [--aud A] [--iss I]... [--leeway S] [--alg ALG]... TOKEN|-`:
