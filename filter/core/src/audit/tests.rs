@@ -673,6 +673,38 @@ fn the_inventory_reads_what_the_chain_wrote() {
     );
 }
 
+#[test]
+fn line_at_a_time_reading_matches_the_whole_text() {
+    let f = fixture();
+    let mut lines = vec!["[info][main] starting".to_owned()];
+    for l in &f.lines {
+        lines.push(l.clone());
+        lines.push("[debug][http] request end stream".to_owned());
+    }
+    let at = 1 + 2 * find(&f.lines, 5, false);
+    let tampered = lines[at].replacen("\"seq\":5,", "\"seq\":5, ", 1);
+    for lines in [lines.clone(), {
+        let mut l = lines.clone();
+        l[at] = tampered.clone();
+        l
+    }] {
+        let mut whole = Verifier::new(&f.keys);
+        whole.feed_log("envoy.log", &lines.join("\n"));
+        let mut one_by_one = Verifier::new(&f.keys);
+        let mut inv = Inventory::new();
+        let mut audit = 0;
+        for (i, l) in lines.iter().enumerate() {
+            audit += usize::from(one_by_one.feed_log_line("envoy.log", i + 1, l));
+            assert_eq!(inv.add_log_line(l), extract(l).is_some());
+        }
+        assert_eq!(audit, f.lines.len());
+        assert_eq!(one_by_one.finish(), whole.finish());
+        let mut inv_whole = Inventory::new();
+        inv_whole.add_log(&lines.join("\n"));
+        assert_eq!(inv, inv_whole);
+    }
+}
+
 /// A small deterministic generator for the randomized tampering test.
 struct XorShift(u64);
 

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use crate::audit::record::{DecisionRecord, Line, Outcome, RecordBody};
-use crate::audit::{audit_lines, AnomalyRecord};
+use crate::audit::{audit_lines, extract, AnomalyRecord};
 use crate::token::SignatureClass;
 
 /// The inventory key of requests without a verified token.
@@ -145,11 +145,23 @@ impl Inventory {
         Self::default()
     }
 
-    /// Adds every decision and anomaly record of a log.
+    /// Adds every decision and anomaly record of a log (the whole text at
+    /// once; [`Inventory::add_log_line`] reads a large file line by line).
     pub fn add_log(&mut self, log: &str) {
         for (_, json) in audit_lines(log) {
             self.add_line(json);
         }
+    }
+
+    /// Adds one line of a log as read (without its line ending): an audit
+    /// line's record is counted, any other line ignored. Returns whether it
+    /// was an audit line.
+    pub fn add_log_line(&mut self, log_line: &str) -> bool {
+        let Some(json) = extract(log_line) else {
+            return false;
+        };
+        self.add_line(json);
+        true
     }
 
     /// Adds one audit line (the JSON after the prefix).

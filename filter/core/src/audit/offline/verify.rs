@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::audit::chain::{CheckpointPolicy, CheckpointSigner, CHECKPOINT_ALG};
 use crate::audit::record::{peek, AuditRecord, Checkpoint, Genesis, Line, LineError, RecordBody};
 use crate::audit::{
-    audit_lines, digest, parse_hex, sha3, to_hex, valid_chain_id, Digest, ZERO_DIGEST,
+    audit_lines, digest, extract, parse_hex, sha3, to_hex, valid_chain_id, Digest, ZERO_DIGEST,
 };
 use crate::token::KeySet;
 
@@ -566,7 +566,8 @@ impl<'k> Verifier<'k> {
     }
 
     /// Feeds every audit line of a log (other lines are ignored), naming
-    /// the log `source` in locations.
+    /// the log `source` in locations. The whole text at once: a reader of
+    /// large files feeds them line by line ([`Verifier::feed_log_line`]).
     pub fn feed_log(&mut self, source: &str, log: &str) {
         for (line, json) in audit_lines(log) {
             self.feed(
@@ -577,6 +578,24 @@ impl<'k> Verifier<'k> {
                 json,
             );
         }
+    }
+
+    /// Feeds one line of a log as read (without its line ending): an audit
+    /// line is checked, any other line ignored. `line` is its 1-based
+    /// number in `source`. Returns whether it was an audit line. Feeding
+    /// every line of a log in order is [`Verifier::feed_log`].
+    pub fn feed_log_line(&mut self, source: &str, line: usize, log_line: &str) -> bool {
+        let Some(json) = extract(log_line) else {
+            return false;
+        };
+        self.feed(
+            Location {
+                source: source.to_owned(),
+                line,
+            },
+            json,
+        );
+        true
     }
 
     /// Feeds one audit line (the JSON after the prefix).
