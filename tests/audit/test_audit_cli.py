@@ -278,3 +278,181 @@ def test_report_names_the_clients_still_using_classical_cryptography(cli: Path, 
     table = run(cli, "audit", "report", str(log))
     assert "Still using classical cryptography:" in table.stdout
     assert "https://issuer.example|bob: kex:X25519, token:EdDSA" in table.stdout
+
+
+# --- The audit trail at an operator's desk: nothing overwrites a log; rotated and compressed logs. ---
+
+def verify_json(cli: Path, jwks: Path, *logs: Path | str) -> tuple[int, dict[str, object]]:
+    out = run(cli, "audit", "verify", "--jwks", str(jwks), "--json", *map(str, logs))
+    assert out.returncode in (0, 1), out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+def rotate(log: Path, parts: int = 3) -> list[Path]:
+    """The log as logrotate leaves it: envoy.log.2.gz, envoy.log.1 (compressed in place, no .gz name:
+    gzip is told by its magic bytes), envoy.log; oldest first."""
+    import gzip
+
+    lines = log.read_bytes().splitlines(keepends=True)
+    size = -(-len(lines) // parts)
+    chunks = [b"".join(lines[i:i + size]) for i in range(0, len(lines), size)]
+    assert len(chunks) == 3
+    older, old, current = log.with_name("envoy.log.2.gz"), log.with_name("envoy.log.1"), log.with_name("envoy.log.0")
+    older.write_bytes(gzip.compress(chunks[0]))
+    old.write_bytes(gzip.compress(chunks[1], mtime=0))
+    current.write_bytes(chunks[2])
+    return [older, old, current]
+
+
+def test_report_html_over_an_audit_log_is_refused_and_the_log_kept(cli: Path, logs: tuple[Path, Path, PyChain]) -> None:
+    log, _, _ = logs
+    before = log.read_bytes()
+    # The mistake of the issue: --html takes the page to write, so this names the log as the output.
+    out = subprocess.run([str(cli), "audit", "report", "--html", str(log)], input="", capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert f"{log} exists: not overwritten" in out.stderr
+    assert log.read_bytes() == before
+    # Even with --force: a file holding pqguard.audit records is never replaced, plain or gzip.
+    import gzip
+
+    compressed = log.with_name("envoy.log.3.gz")
+    compressed.write_bytes(gzip.compress(before))
+    for target, source in ((log, compressed), (compressed, log)):
+        kept = target.read_bytes()
+        out = run(cli, "audit", "report", "--html", str(target), "--force", str(source))
+        assert out.returncode == 3, out.stdout + out.stderr
+        assert "holds pqguard.audit records" in out.stderr and "even with --force" in out.stderr
+        assert target.read_bytes() == kept
+    # Nor a log being read, audit records or not.
+    quiet = log.with_name("quiet.log")
+    quiet.write_text("[info][main] no audit records here\n")
+    out = run(cli, "audit", "report", "--html", str(quiet), "--force", str(quiet))
+    assert out.returncode == 3 and "being read" in out.stderr, out.stderr
+    assert quiet.read_text() == "[info][main] no audit records here\n"
+    assert sorted(p.name for p in log.parent.iterdir()) == ["envoy.log", "envoy.log.3.gz", "jwks.json", "quiet.log"]
+
+
+def test_report_html_over_another_file_needs_force_and_replaces_it_atomically(
+        cli: Path, logs: tuple[Path, Path, PyChain]) -> None:
+    log, _, _ = logs
+    page = log.with_name("inventory.html")
+    page.write_text("last week's page\n")
+    out = run(cli, "audit", "report", "--html", str(page), str(log))
+    assert out.returncode == 3 and "--force replaces it" in out.stderr, out.stderr
+    assert page.read_text() == "last week's page\n"
+    # With --force: replaced by a rename (a new inode; whoever had the old file open still reads it
+    # whole), never truncated in place, and no temporary file left behind.
+    inode = page.stat().st_ino
+    with page.open("rb") as held:
+        out = run(cli, "audit", "report", "--html", str(page), "--force", str(log))
+        assert out.returncode == 0, out.stderr
+        assert held.read() == b"last week's page\n"
+    assert page.stat().st_ino != inode
+    assert page.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert sorted(p.name for p in log.parent.iterdir()) == ["envoy.log", "inventory.html", "jwks.json"]
+    # A new file needs nothing; --force alone (no --html) is a usage error.
+    fresh = log.with_name("new.html")
+    assert run(cli, "audit", "report", "--html", str(fresh), str(log)).returncode == 0
+    assert fresh.read_bytes() == page.read_bytes()
+    assert run(cli, "audit", "report", "--force", str(log)).returncode == 2
+
+
+def test_rotated_and_gzipped_logs_verify_as_the_concatenated_log(cli: Path, logs: tuple[Path, Path, PyChain]) -> None:
+    log, jwks, _ = logs
+    code, whole = verify_json(cli, jwks, log)
+    assert code == 0
+    parts = rotate(log)
+    code, rotated = verify_json(cli, jwks, *parts)
+    assert code == 0, rotated
+    strip = lambda r: [{k: v for k, v in c.items() if k != "first_line"} for c in r["chains"]]  # noqa: E731
+    assert strip(rotated) == strip(whole)
+    assert rotated["audit_lines"] == whole["audit_lines"]
+    # The order given is the order read: newest first breaks every chain.
+    code, backwards = verify_json(cli, jwks, *reversed(parts))
+    assert code == 1 and backwards["intact"] is False
+    # A gzip log on stdin too.
+    import gzip
+
+    piped = subprocess.run([str(cli), "audit", "verify", "--jwks", str(jwks)], input=gzip.compress(log.read_bytes()),
+                           capture_output=True, timeout=120)
+    assert piped.returncode == 0, piped.stdout
+    # Errors name the file and line they are in.
+    lines = parts[1].read_bytes()
+    plain_middle = gzip.decompress(lines).decode().split("\n")
+    index = next(i for i, l in enumerate(plain_middle) if '"kind":"decision"' in l and '"chain":"1790000000000-1"' in l)
+    plain_middle[index] = plain_middle[index].replace('"decision":"', '"decision":" ', 1)
+    parts[1].write_bytes(gzip.compress("\n".join(plain_middle).encode()))
+    code, tampered = verify_json(cli, jwks, *parts)
+    assert code == 1
+    assert (tampered["errors"][0]["source"], tampered["errors"][0]["line"]) == (str(parts[1]), index + 1)
+
+
+def test_a_corrupt_or_truncated_gzip_log_is_an_error_not_a_verdict(cli: Path, logs: tuple[Path, Path, PyChain]) -> None:
+    import gzip
+
+    log, jwks, _ = logs
+    data = gzip.compress(log.read_bytes())
+    corrupt = log.with_name("envoy.log.1.gz")
+    corrupt.write_bytes(data[:len(data) // 2] + bytes(b ^ 0x5A for b in data[len(data) // 2:len(data) // 2 + 32])
+                        + data[len(data) // 2 + 32:])
+    truncated = log.with_name("envoy.log.2.gz")
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    for bad, what in ((corrupt, "corrupt gzip stream"), (truncated, "truncated gzip stream")):
+        for command in (("verify", "--jwks", str(jwks)), ("report",)):
+            out = run(cli, "audit", *command, str(bad))
+            assert out.returncode == 2, (command, out.stdout, out.stderr)
+            assert out.stderr.startswith(f"pqguard: reading {bad}: {what}"), out.stderr
+            assert "intact" not in out.stdout
+
+
+def test_report_over_gzip_equals_report_over_plain(cli: Path, logs: tuple[Path, Path, PyChain]) -> None:
+    log, _, _ = logs
+    plain = run(cli, "audit", "report", "--json", str(log))
+    parts = rotate(log)
+    rotated = run(cli, "audit", "report", "--json", *map(str, parts))
+    assert plain.returncode == rotated.returncode == 0
+    assert json.loads(rotated.stdout) == json.loads(plain.stdout)
+    assert run(cli, "audit", "report", *map(str, parts)).stdout == run(cli, "audit", "report", str(log)).stdout
+    pages = [log.with_name("plain.html"), log.with_name("rotated.html")]
+    assert run(cli, "audit", "report", "--html", str(pages[0]), str(log)).returncode == 0
+    assert run(cli, "audit", "report", "--html", str(pages[1]), *map(str, parts)).returncode == 0
+    assert pages[0].read_bytes() == pages[1].read_bytes()
+
+
+def test_what_the_http_collector_received_verifies_as_the_same_chains(
+        cli: Path, logs: tuple[Path, Path, PyChain], tmp_path: Path) -> None:
+    """The collector's copy: each VM POSTs its chain's lines in batches (bare `pqguard.audit {…}` lines,
+    no Envoy prefix) to the e2e harness's HTTP collector; the file it keeps, plain or gzipped after
+    rotation, verifies to the same chains as Envoy's log."""
+    import gzip
+    import urllib.request
+
+    from harness.collector import Collector
+
+    log, jwks, _ = logs
+    a, b = write_chain("1790000000000-1", 1, 10), write_chain("1790000000000-2", 1, 7)
+    collector = Collector()
+    try:
+        for i in range(0, max(len(a.lines), len(b.lines)), 4):
+            for c in (a, b):
+                batch = c.lines[i:i + 4]
+                if batch:
+                    request = urllib.request.Request(f"http://127.0.0.1:{collector.port}/v1/audit", method="POST",
+                                                     data="".join(line + "\n" for line in batch).encode())
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        assert answer.status == 204
+        received = collector.received()
+    finally:
+        collector.stop()
+    assert len(received) == len(a.lines) + len(b.lines)
+    shipped = tmp_path / "collector.log"
+    shipped.write_text("\n".join(received) + "\n", encoding="utf-8")
+    rotated = tmp_path / "collector.log.1.gz"
+    rotated.write_bytes(gzip.compress(shipped.read_bytes()))
+    strip = lambda r: [{k: v for k, v in c.items() if k != "first_line"} for c in r["chains"]]  # noqa: E731
+    _, envoy = verify_json(cli, jwks, log)
+    for copy in (shipped, rotated):
+        code, report = verify_json(cli, jwks, copy)
+        assert code == 0, report
+        assert strip(report) == strip(envoy)

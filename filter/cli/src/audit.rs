@@ -1,6 +1,7 @@
 //! `audit verify` and `audit report`: the filter's audit trail, checked and
 //! summarised offline. Both read logs as Envoy writes them (any text; the
-//! `pqguard.audit` lines are picked out), from files in order, or stdin.
+//! `pqguard.audit` lines are picked out) and as operators keep them (rotated
+//! files in order, gzip-compressed, or stdin), line by line ([`crate::logs`]).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -9,25 +10,7 @@ use pqguard_core::audit::{Anchor, Inventory, Verifier, VerifyReport};
 use pqguard_core::token::{KeyError, KeySet};
 
 use crate::cli::{AuditReportArgs, AuditVerifyArgs};
-use crate::read_input;
-
-/// The logs to read: `(name, text)` for each file, or stdin (`-`).
-/// Invalid UTF-8 elsewhere in a log is replaced; in an audit line it makes
-/// that line fail verification.
-fn logs(paths: &[String]) -> Result<Vec<(String, String)>, String> {
-    let paths: Vec<&str> = if paths.is_empty() {
-        vec!["-"]
-    } else {
-        paths.iter().map(String::as_str).collect()
-    };
-    paths
-        .into_iter()
-        .map(|p| {
-            let bytes = read_input(Some(p))?;
-            Ok((p.to_owned(), String::from_utf8_lossy(&bytes).into_owned()))
-        })
-        .collect()
-}
+use crate::{logs, output, read_input};
 
 fn jwks(path: &str) -> Result<KeySet, String> {
     let bytes = read_input(Some(path))?;
@@ -41,12 +24,13 @@ fn jwks(path: &str) -> Result<KeySet, String> {
 
 /// `pqguard audit verify --jwks FILE [--anchor CHAIN:SEQ:HEAD]...
 /// [--max-unverified N] [--json] [LOG...]`: checks every chain of the logs
-/// (given in order: an older rotated file first). Exit 0: no tampering
-/// (records after each chain's last checkpoint are reported as unverified);
-/// 1: tampering, naming the first bad record, a chain with more than N
-/// unverified records (for closed logs, whose VMs wrote a last checkpoint
-/// when they stopped: N = 0), or no audit line at all; 2: usage or I/O
-/// error.
+/// (given in order: an older rotated file first; plain or gzip). Exit 0: no
+/// tampering (records after each chain's last checkpoint are reported as
+/// unverified); 1: tampering, naming the first bad record, a chain with more
+/// than N unverified records (for closed logs, whose VMs wrote a last
+/// checkpoint when they stopped: N = 0), or no audit line at all; 2: usage
+/// or I/O error (a log that cannot be read to its end, a corrupt gzip
+/// stream: no verdict).
 pub fn verify(a: &AuditVerifyArgs) -> Result<ExitCode, String> {
     let keys = jwks(&a.jwks)?;
     let max_unverified = a.max_unverified;
@@ -56,9 +40,9 @@ pub fn verify(a: &AuditVerifyArgs) -> Result<ExitCode, String> {
         .map(|s| Anchor::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
     let mut verifier = Verifier::new(&keys).with_anchors(anchors);
-    for (name, text) in logs(&a.logs)? {
-        verifier.feed_log(&name, &text);
-    }
+    logs::for_each_line(&a.logs, |source, line, text| {
+        verifier.feed_log_line(source, line, text);
+    })?;
     let report = verifier.finish();
     let over = over_limit(&report, max_unverified);
     if a.json {
@@ -175,15 +159,26 @@ fn summary(report: &VerifyReport) -> String {
     out
 }
 
-/// `pqguard audit report [--json] [LOG...]`: the crypto inventory of the
-/// logs. It does not verify them: run `pqguard audit verify` first.
+/// `pqguard audit report [--json] [--html FILE [--force]] [LOG...]`: the
+/// crypto inventory of the logs. It does not verify them: run `pqguard audit
+/// verify` first. The page is written atomically, never over an existing
+/// file without `--force`, never over an audit log (exit 3, before anything
+/// is read).
 pub fn report(a: &AuditReportArgs) -> Result<ExitCode, String> {
-    let mut inventory = Inventory::new();
-    for (_, text) in logs(&a.logs)? {
-        inventory.add_log(&text);
-    }
     if let Some(path) = &a.html {
-        std::fs::write(path, inventory.to_html()).map_err(|e| format!("writing {path}: {e}"))?;
+        if let Err(e) = output::check_destination(path, a.force, &a.logs) {
+            return e.report();
+        }
+    }
+    let mut inventory = Inventory::new();
+    logs::for_each_line(&a.logs, |_, _, text| {
+        inventory.add_log_line(text);
+    })?;
+    if let Some(path) = &a.html {
+        let page = inventory.to_html();
+        if let Err(e) = output::write_atomic(path, page.as_bytes(), a.force, &a.logs) {
+            return e.report();
+        }
     }
     if a.json {
         println!("{}", pretty(&inventory.to_json()));

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "pqguard", version = pqguard_core::VERSION, propagate_version = true)]
 #[command(
-    after_help = "Exit codes: 0 success; 1 refused (inspect, verify, check-config) or tampered (audit verify); 2 usage or I/O error."
+    after_help = "Exit codes: 0 success; 1 refused (inspect, verify, check-config) or tampered (audit verify); 2 usage or I/O error; 3 a file not overwritten (no command replaces an existing file without --force, nor an audit log ever)."
 )]
 pub struct Cli {
     /// The command to run.
@@ -159,6 +159,12 @@ pub struct MintArgs {
     /// Another claim, `NAME=VALUE`; a VALUE that parses as JSON is used as JSON.
     #[arg(long, value_name = "NAME=VALUE")]
     pub claim: Vec<String>,
+    /// Confirm the token for the client's ML-KEM-768 encapsulation key
+    /// (RFC 7800 `cnf` with `mlkem#S3-256`): a `pqguard bind key` file, or a
+    /// file holding the base64url key. Only that key can bind the token, and
+    /// only then do its requests count as `bound: true`.
+    #[arg(long, value_name = "FILE")]
+    pub bind_ek: Option<String>,
 }
 
 /// `pqguard verify`.
@@ -209,9 +215,13 @@ when the edge answers pqguard_binding=\"rebind\", and speaks TLS 1.3 offering X2
 Requests keep their path: the client uses the edge's path on the proxy's address."
 )]
 pub struct ProxyArgs {
-    /// Where MCP clients connect (plain HTTP; keep it on loopback).
+    /// Where MCP clients connect (plain HTTP, loopback only unless --allow-remote).
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8931")]
     pub listen: std::net::SocketAddr,
+    /// Accept a --listen address that is not loopback. The proxy adds the
+    /// token to whatever reaches it: anyone who can connect acts as you.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// The edge (https://host[:port]/path).
     #[arg(long, value_name = "URL")]
     pub upstream: String,
@@ -233,11 +243,12 @@ pub struct ProxyArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "A bound session from a shell (the protocol: README, \"Bound sessions\"):
-  pqguard bind key > client.json                       # keep it secret: it holds the ML-KEM seed
+  pqguard bind key --out client.json                   # mode 0600: it holds the ML-KEM seed
   jq -c '{ek}' client.json | curl -s https://edge/.well-known/pqguard/bind \\
       -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d @- > answer.json
   pqguard bind open --key client.json answer.json > binding.json
-  pqguard bind proof --binding binding.json --token-file token --method POST --path /mcp body.json
+  pqguard bind proof --binding binding.json --token-file token --method POST --path /mcp \\
+      --authority edge --protocol-version 2025-11-25 body.json
       # -> the value of the PQGuard-Binding header for that request"
 )]
 pub struct BindArgs {
@@ -250,11 +261,20 @@ pub struct BindArgs {
 #[derive(Debug, Subcommand)]
 pub enum BindCommand {
     /// A new ML-KEM-768 key: JSON with the seed (secret), the encapsulation key and its cnf thumbprint.
-    Key,
+    Key(BindKeyArgs),
     /// Open the bind endpoint's answer with the key: JSON with the binding id, key and expiry.
     Open(BindOpenArgs),
     /// The PQGuard-Binding header value of one request.
-    Proof(BindProofArgs),
+    Proof(Box<BindProofArgs>),
+}
+
+/// `pqguard bind key`.
+#[derive(Debug, Args)]
+pub struct BindKeyArgs {
+    /// Write the key to this file (created with mode 0600; an existing file
+    /// is never replaced) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<String>,
 }
 
 /// `pqguard bind open`.
@@ -286,6 +306,21 @@ pub struct BindProofArgs {
     /// Unix seconds (default: now).
     #[arg(long)]
     pub ts: Option<u64>,
+    /// `:authority` (the `Host` header) exactly as sent.
+    #[arg(long)]
+    pub authority: Option<String>,
+    /// `Mcp-Session-Id`, when the request carries one.
+    #[arg(long)]
+    pub session_id: Option<String>,
+    /// `MCP-Protocol-Version`, when the request carries one.
+    #[arg(long)]
+    pub protocol_version: Option<String>,
+    /// `Mcp-Method` (2026-07-28), when the request carries one.
+    #[arg(long)]
+    pub mcp_method: Option<String>,
+    /// `Mcp-Name` (2026-07-28), when the request carries one.
+    #[arg(long)]
+    pub mcp_name: Option<String>,
     /// The request body (none when absent; `-` for stdin).
     #[arg(value_name = "BODY")]
     pub body: Option<String>,
@@ -310,8 +345,13 @@ pub enum AuditCommand {
 
 /// `pqguard audit verify`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:
-  pqguard audit verify --jwks audit-jwks.json --max-unverified 0 envoy.log.1 envoy.log")]
+#[command(
+    after_help = "Example (rotated logs, oldest first; gzip is read as it is):
+  pqguard audit verify --jwks audit-jwks.json --max-unverified 0 envoy.log.2.gz envoy.log.1 envoy.log
+
+Exit codes: 0 intact; 1 tampered, too many unverified records (--max-unverified), or no audit line;
+2 usage or I/O error (a log unreadable to its end, a corrupt gzip stream: no verdict)."
+)]
 pub struct AuditVerifyArgs {
     /// The checkpoint keys (public JWKS).
     #[arg(long, value_name = "FILE")]
@@ -325,7 +365,7 @@ pub struct AuditVerifyArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Logs, oldest first (stdin when absent).
+    /// Logs, oldest first, plain or gzip (stdin when absent).
     #[arg(value_name = "LOG")]
     pub logs: Vec<String>,
 }
@@ -334,15 +374,25 @@ pub struct AuditVerifyArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   pqguard audit report envoy.log
-  pqguard audit report --html inventory.html envoy.log.1 envoy.log   # one self-contained page, no network")]
+  pqguard audit report --html inventory.html envoy.log.2.gz envoy.log.1 envoy.log   # one self-contained page, no network
+
+--html FILE is the page to write, not a log. It is written atomically (a temporary file renamed into
+place) and never over an existing file without --force, nor over a file holding audit records even
+with it.
+
+Exit codes: 0 done; 2 usage or I/O error; 3 FILE exists and was not overwritten (checked before the
+logs are read).")]
 pub struct AuditReportArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Also write the inventory as one self-contained HTML page (charts, no script) to FILE.
+    /// Also write the inventory as one self-contained HTML page (charts, no script) to FILE (the output, not a log).
     #[arg(long, value_name = "FILE")]
     pub html: Option<String>,
-    /// Logs (stdin when absent).
+    /// With --html: replace FILE if it exists (never a file holding audit records, nor a LOG read).
+    #[arg(long, requires = "html")]
+    pub force: bool,
+    /// Logs, plain or gzip (stdin when absent).
     #[arg(value_name = "LOG")]
     pub logs: Vec<String>,
 }

@@ -4,13 +4,17 @@
 //!
 //! The grammar is in [`cli`] (`pqguard --help`, `pqguard COMMAND --help`).
 //! Exit codes: 0 success, 1 refused (inspect, verify, check-config) or
-//! tampered (audit verify), 2 usage or I/O error.
+//! tampered (audit verify), 2 usage or I/O error, 3 a file not overwritten
+//! ([`output`]: no command replaces an existing file unless asked, nor an
+//! audit log ever).
 #![forbid(unsafe_code)]
 
 mod audit;
 mod binding;
 mod cli;
 mod inspect;
+mod logs;
+mod output;
 mod proxy;
 mod tokens;
 
@@ -32,7 +36,7 @@ fn main() -> ExitCode {
             AuditCommand::Report(r) => audit::report(r),
         },
         Command::Bind(a) => match &a.command {
-            BindCommand::Key => binding::key(),
+            BindCommand::Key(k) => binding::key(k),
             BindCommand::Open(o) => binding::open(o),
             BindCommand::Proof(p) => binding::proof(p),
         },
