@@ -151,6 +151,27 @@ bench-profile BIN="decision-costs" UNDER="":
     CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/symbols cargo build --release --locked --target wasm32-wasip1 -p pqguard-bench --bin {{BIN}}
     {{python}} bench/v8_profile.py target/symbols/wasm32-wasip1/release/{{BIN}}.wasm --under "{{UNDER}}"
 
+# `audit verify` and `audit report` on a generated Envoy log of SIZE bytes (default 1 GiB; valid signed chains of 4 workers among Envoy's other lines, bench/src/bin/audit-big-log.rs), plain and gzipped: time and peak RSS of each. Not part of `just test`; the log and its gzip are deleted at the end. PQGUARD: the binary to measure (an older build, to compare).
+audit-big-log SIZE="1073741824" PQGUARD="target/release/pqguard":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release --locked -p pqguard-cli -p pqguard-bench --bin pqguard --bin audit-big-log
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/pqguard-big-log.XXXXXX")
+    trap 'rm -rf "$dir"' EXIT
+    target/release/audit-big-log --out "$dir/envoy.log" --jwks "$dir/audit-jwks.json" --bytes {{SIZE}}
+    gzip -c "$dir/envoy.log" > "$dir/envoy.log.1.gz"
+    for log in envoy.log envoy.log.1.gz; do
+        echo "$log: $(stat -c %s "$dir/$log") bytes"
+        for run in "verify --jwks $dir/audit-jwks.json --max-unverified 0" "report" "report --html $dir/page.html --force"; do
+            status=0
+            /usr/bin/time -f '%e %M' -o "$dir/time" {{PQGUARD}} audit $run "$dir/$log" > "$dir/out" 2> "$dir/err" || status=$?
+            read -r secs kib < <(tail -n 1 "$dir/time")
+            what=$(grep -m1 -E '^(intact|TAMPERED|FAILED)' "$dir/out" | cut -c1-60 || head -c 100 "$dir/err")
+            awk -v r="$(echo "$run" | cut -d' ' -f1-2 | sed 's/ --jwks//')" -v c="$status" -v s="$secs" -v k="$kib" -v w="$what" \
+                'BEGIN { printf "  audit %-15s exit %s %7.1f s  peak RSS %8.1f MiB  %s\n", r, c, s, k / 1024, w }'
+        done
+    done
+
 # Chromium, which renders the HTML crypto inventory in the audit tests (Debian package).
 _chromium:
     #!/usr/bin/env bash
