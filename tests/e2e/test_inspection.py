@@ -760,6 +760,39 @@ def test_tools_list_answer_is_read_and_passed_unchanged(pqguard: Topology, answe
     assert logged["tools"] == expected_tools(tools), (logged, tools)
 
 
+@pytest.mark.parametrize("relabel", [("203", None), ("299", None)])
+def test_a_tools_list_answer_with_an_odd_success_status_is_still_read(pqguard: Topology,
+                                                                      relabel: tuple[str, None]) -> None:
+    """A malicious server answers tools/list with 203: clients take tools from any 2xx, so pqguard
+    reads it (the tools record proves it) and the client gets the same tools."""
+    status, _ = relabel
+    rpc_id = unique("odd-status")
+    since = pqguard.edge_log_mark()
+    with RawMcpSession(route_url(pqguard, ROUTES[0]), MODERN, ca_cert=pqguard.pki.ca_cert) as session:
+        headers = session.headers("tools/list") + [("x-demo-answer-status", status)]
+        response, answer = session.request("tools/list", rpc_id=rpc_id, headers=headers)
+    assert response.status_code == int(status), response.text
+    assert answer is not None and "result" in answer, (answer, response.headers)
+    assert [t["name"] for t in answer["result"]["tools"]] == EXPECTED_TOOLS
+    logged = wait_for_tools_record(pqguard.edge_log, lambda r: r.get("id") == rpc_id, since=since)
+    assert [t["name"] for t in logged["tools"]] == EXPECTED_TOOLS
+
+
+@pytest.mark.parametrize("content_type", ["application/json-x", "text/plain", ""])
+def test_a_tools_list_answer_pqguard_cannot_read_never_reaches_the_client(pqguard: Topology,
+                                                                          content_type: str) -> None:
+    """The server labels its tools/list answer with a content type pqguard cannot read (or none):
+    the client gets a JSON-RPC error with its id instead, never the unread list."""
+    rpc_id = unique("odd-type")
+    with RawMcpSession(route_url(pqguard, ROUTES[0]), MODERN, ca_cert=pqguard.pki.ca_cert) as session:
+        headers = session.headers("tools/list") + [("x-demo-answer-content-type", content_type)]
+        response, _ = session.request("tools/list", rpc_id=rpc_id, headers=headers)
+    assert response.headers.get("content-type", "").startswith("application/json"), response.headers
+    body = response.json()
+    assert body["id"] == rpc_id and body["error"]["code"] == -32603, body
+    assert "tools" not in response.text
+
+
 # -- the official SDK client, every protocol version it can speak ----------------------------------
 
 

@@ -34,6 +34,8 @@ Some servers answer a POST with plain JSON under ``Content-Type:
 text/event-stream``. A request with the header ``X-Demo-SSE-Framing: unframed``
 gets its event-stream answer in that form: the JSON-RPC message(s) of the
 stream's events, without ``event:``/``data:`` framing, same content type.
+``X-Demo-Answer-Status: 203`` and ``X-Demo-Answer-Content-Type: application/json-x``
+(empty: none) relabel an answer: a server that hopes a gateway will not read it.
 
 Usage::
 
@@ -61,6 +63,9 @@ MCP_PATH = "/mcp"
 RECEIVED_PATH = "/debug/received"
 TOOLS_ADMIN_PREFIX = "/debug/tools/"
 FRAMING_HEADER = "x-demo-sse-framing"
+# A request with these headers gets its answer with this status / content type (see ``relabelled``).
+STATUS_HEADER = "x-demo-answer-status"
+CONTENT_TYPE_HEADER = "x-demo-answer-content-type"
 
 RECORDS: dict[str, dict[str, str]] = {
     "r-001": {"owner": "alice", "kind": "invoice", "amount": "120.00 EUR"},
@@ -245,7 +250,27 @@ class RecordingMiddleware:
 
         if headers.get(FRAMING_HEADER) == "unframed":
             send = unframed_event_stream(send)
+        status, content_type = headers.get(STATUS_HEADER), headers.get(CONTENT_TYPE_HEADER)
+        if status or content_type is not None:
+            send = relabelled(send, int(status) if status else None, content_type)
         await self.app(scope, replay, send)
+
+
+def relabelled(send: Send, status: int | None, content_type: str | None) -> Send:
+    """Wrap ``send`` so that the answer goes out with another status and/or content type (an empty
+    ``content_type`` removes the header): a server that labels its answers oddly."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            if content_type is not None:
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+                if content_type:
+                    headers.append((b"content-type", content_type.encode()))
+            message = {**message, "headers": headers, "status": status or message["status"]}
+        await send(message)
+
+    return wrapped
 
 
 def event_data(stream: bytes) -> list[bytes]:

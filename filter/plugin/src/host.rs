@@ -139,6 +139,16 @@ pub fn remove_request_header(name: &str) -> Result<(), HostError> {
     })
 }
 
+/// Sets a response header, replacing any value (before the body is rewritten).
+pub fn set_response_header(name: &str, value: &str) -> Result<(), HostError> {
+    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)).map_err(|status| {
+        HostError {
+            call: "set response header",
+            status,
+        }
+    })
+}
+
 /// Removes a response header (before the body is rewritten).
 pub fn remove_response_header(name: &str) -> Result<(), HostError> {
     hostcalls::remove_map_value(MapType::HttpResponseHeaders, name).map_err(|status| HostError {

@@ -87,6 +87,18 @@ impl RequestContext {
                 }
                 Action::Continue
             }
+            EngineAction::ReplaceResponseContentType(value) => {
+                for name in ["content-length", "content-encoding"] {
+                    if let Err(e) = host::remove_response_header(name) {
+                        host::log(LogLevel::Error, &format!("pqguard: {e}"));
+                    }
+                }
+                // Should this fail, the body is still replaced by the error.
+                if let Err(e) = host::set_response_header("content-type", value) {
+                    host::log(LogLevel::Error, &format!("pqguard: {e}"));
+                }
+                Action::Continue
+            }
             EngineAction::ContinueWithRequestHeader(name, value) => {
                 // Should this fail, a compressed answer is refused on arrival.
                 if let Err(e) = host::set_request_header(name, value) {
@@ -187,12 +199,20 @@ impl HttpContext for RequestContext {
             }
             action
         };
+        let mut action = action;
         for name in self
             .exchange
             .request_headers_to_remove(&self.vm.worker.borrow())
         {
             if let Err(e) = host::remove_request_header(name) {
-                host::log(LogLevel::Error, &format!("pqguard: {e}"));
+                // Never forward a token or proof the configuration keeps back.
+                action = self.exchange.header_removal_failed(
+                    &mut self.vm.worker.borrow_mut(),
+                    name,
+                    &e.to_string(),
+                    &mut out,
+                );
+                break;
             }
         }
         self.act(action, out)
@@ -248,6 +268,14 @@ impl HttpContext for RequestContext {
             end_of_stream,
             &mut out,
         );
+        self.act(action, out)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        let mut out = Effects::new();
+        let action = self
+            .exchange
+            .response_trailers(&self.vm.worker.borrow(), &mut out);
         self.act(action, out)
     }
 

@@ -68,6 +68,10 @@ pub enum Action {
     /// Remove these response headers (the answer may be rewritten, or
     /// replaced by an error), then continue.
     DropResponseHeaders(&'static [&'static str]),
+    /// The answer will be replaced by a JSON-RPC error: remove
+    /// `content-length` and `content-encoding`, set `content-type` to this
+    /// value, then continue.
+    ReplaceResponseContentType(&'static str),
     /// Read the first `n` bytes of the buffered response body and hand them
     /// to [`Exchange::response_body`].
     ReadResponseBody(usize),
@@ -205,6 +209,8 @@ pub struct Exchange {
     bound: bool,
     /// How it was proven, when it was.
     proven: Option<crate::bind::Mechanism>,
+    /// Response bytes buffered so far (for an answer ended by trailers).
+    response_size: usize,
     /// The token's `cnf` names an ML-KEM key.
     confirmed_mlkem: bool,
 }
@@ -247,6 +253,7 @@ impl Exchange {
             bound: false,
             proven: None,
             confirmed_mlkem: false,
+            response_size: 0,
         }
     }
 
@@ -286,6 +293,28 @@ impl Exchange {
             (false, true) => &[crate::bind::PROOF_HEADER],
             (false, false) => &[],
         }
+    }
+
+    /// The host could not remove a header listed by
+    /// [`Exchange::request_headers_to_remove`] (the token under
+    /// `forward_token: false`, or the binding proof): the request is refused
+    /// (500) rather than forwarded with it.
+    pub fn header_removal_failed(
+        &mut self,
+        w: &mut Worker,
+        name: &str,
+        error: &str,
+        out: &mut Effects,
+    ) -> Action {
+        if self.phase == Phase::Refused {
+            return Action::Pause;
+        }
+        self.pending = None;
+        let r = Rejection::new(
+            Reason::HostError,
+            format!("could not remove request header {name}: {error}"),
+        );
+        self.refuse(w, out, r)
     }
 
     /// The request head arrived.
@@ -611,8 +640,31 @@ impl Exchange {
             .as_deref()
             .map(str::trim)
             .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
-        match (start.status.as_deref(), format, encoding) {
-            (Some("200"), Some(format), Some(encoding)) if !start.end_of_stream => {
+        // A client takes tools from any successful answer (2xx, whatever the
+        // code), so every one is read; error statuses carry no result a
+        // client uses. An unknown status is read too (fail closed).
+        let success = start
+            .status
+            .as_deref()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+            .is_none_or(|s| (200..300).contains(&s));
+        if start.end_of_stream || !success {
+            self.answer = Answer::PassThrough;
+            return Action::Continue;
+        }
+        match (format, encoding) {
+            (None, _) => {
+                // Clients parse answers they are not sure of (the Python SDK
+                // reads `application/json-x` as JSON): what pqguard cannot
+                // read, it does not pass.
+                let why = format!(
+                    "the server answered with content-type {:?}, which pqguard cannot read",
+                    start.content_type.as_deref().unwrap_or("")
+                );
+                self.answer = Answer::Encoded(ResponseFormat::Json, id.clone(), why);
+                Action::ReplaceResponseContentType("application/json")
+            }
+            (Some(format), Some(encoding)) => {
                 // pqguard asked for identity; decompressing would cost code and
                 // memory on every worker, so a server that compresses anyway
                 // gets its answer refused (fail closed), with a clear reason.
@@ -622,16 +674,21 @@ impl Exchange {
                 self.answer = Answer::Encoded(format, id.clone(), why);
                 Action::DropResponseHeaders(&["content-length", "content-encoding"])
             }
-            (Some("200"), Some(format), None) if !start.end_of_stream => {
+            (Some(format), None) => {
                 // The answer may be rewritten, so its length is not known yet.
                 self.answer = Answer::Buffering(format, id.clone());
                 Action::DropResponseHeaders(&["content-length"])
             }
-            _ => {
-                self.answer = Answer::PassThrough;
-                Action::Continue
-            }
         }
+    }
+
+    /// Response trailers arrived: over HTTP/2 an answer followed by
+    /// trailers never reports its end in the body callback, so the trailers
+    /// end it. A held answer is read (or refused) now, never released
+    /// unread.
+    pub fn response_trailers(&mut self, w: &Worker, out: &mut Effects) -> Action {
+        let size = self.response_size;
+        self.response_body_progress(w, size, true, out)
     }
 
     /// Response bytes arrived: `body_size` is the total buffered so far.
@@ -642,6 +699,7 @@ impl Exchange {
         end_of_stream: bool,
         out: &mut Effects,
     ) -> Action {
+        self.response_size = body_size;
         match &self.answer {
             Answer::Discard => Action::ReplaceResponseBody {
                 size: body_size,

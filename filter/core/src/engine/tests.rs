@@ -861,6 +861,164 @@ fn the_dangerous_tool_needs_a_hybrid_key_exchange_and_an_ml_dsa_token() {
     }
 }
 
+/// What became of an answer a client gets.
+#[derive(Debug, PartialEq)]
+enum Answered {
+    /// The engine let it through without reading it.
+    Unread,
+    /// Read, and passed unchanged.
+    Unchanged,
+    /// Replaced by these bytes.
+    Replaced(Vec<u8>),
+}
+
+/// Feeds an answer with this status and content type, ended by the last
+/// body chunk or (`trailers`) by response trailers, as the shim does.
+fn answer_as(
+    w: &mut Worker,
+    store: &dyn SharedStore,
+    o: &mut Outcome,
+    status: &str,
+    content_type: Option<&str>,
+    body: &str,
+    trailers: bool,
+) -> Answered {
+    let start = ResponseStart {
+        status: Some(status.into()),
+        content_type: content_type.map(str::to_owned),
+        content_encoding: None,
+        end_of_stream: false,
+        now_ms: Some(NOW_MS + 5),
+        cluster: None,
+    };
+    if o.exchange.response_head(w, start, &mut o.out) == Action::Continue {
+        return Answered::Unread;
+    }
+    let n = body.len();
+    let mut action = o
+        .exchange
+        .response_body_progress(w, n, !trailers, &mut o.out);
+    if trailers {
+        if let Action::ReplaceResponseBody { body, .. } = &action {
+            assert!(body.is_empty(), "dropped as it arrives");
+        } else {
+            assert_eq!(action, Action::Pause, "held until the trailers");
+        }
+        action = o.exchange.response_trailers(w, &mut o.out);
+    }
+    if let Action::ReadResponseBody(size) = action {
+        assert_eq!(size, n);
+        action = o
+            .exchange
+            .response_body(w, store, n, Ok(body.as_bytes()), &mut o.out);
+    }
+    match action {
+        Action::Continue => Answered::Unchanged,
+        Action::ReplaceResponseBody { size, body } => {
+            assert_eq!(size, n);
+            Answered::Replaced(body)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn every_successful_tools_list_answer_is_read_whatever_its_status_content_type_or_trailers() {
+    let p = policy(false);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    let list = r#"{"jsonrpc":"2.0","id":"l-1","method":"tools/list"}"#;
+    let classical =
+        |w: &mut Worker| send(w, &store, &Req::post(list).bearer(&t).over(Some(CLASSICAL)));
+    // 203 and 299 are successes: read and filtered like 200.
+    for status in ["200", "203", "299"] {
+        let mut o = classical(&mut w);
+        let got = answer_as(
+            &mut w,
+            &store,
+            &mut o,
+            status,
+            Some("application/json"),
+            TOOLS,
+            false,
+        );
+        let Answered::Replaced(bytes) = got else {
+            panic!("{status}: {got:?}");
+        };
+        assert_eq!(tool_names(&bytes), ["echo"], "{status}");
+    }
+    // Ended by trailers (HTTP/2): still read before anything is released.
+    let mut o = classical(&mut w);
+    let got = answer_as(
+        &mut w,
+        &store,
+        &mut o,
+        "200",
+        Some("application/json"),
+        TOOLS,
+        true,
+    );
+    let Answered::Replaced(bytes) = got else {
+        panic!("trailers: {got:?}");
+    };
+    assert_eq!(tool_names(&bytes), ["echo"]);
+    // A content type pqguard cannot read, or none: replaced by an error,
+    // never passed (the Python SDK parses application/json-x as JSON).
+    for content_type in [Some("application/json-x"), Some("text/plain"), None] {
+        for trailers in [false, true] {
+            let mut o = classical(&mut w);
+            let got = answer_as(&mut w, &store, &mut o, "200", content_type, TOOLS, trailers);
+            let Answered::Replaced(bytes) = got else {
+                panic!("{content_type:?}: {got:?}");
+            };
+            let error: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(error["id"], "l-1", "{content_type:?}");
+            assert_eq!(error["error"]["code"], -32603);
+        }
+    }
+    // Error statuses carry no result a client takes: passed unread.
+    let mut o = classical(&mut w);
+    let got = answer_as(
+        &mut w,
+        &store,
+        &mut o,
+        "500",
+        Some("application/json"),
+        TOOLS,
+        false,
+    );
+    assert_eq!(got, Answered::Unread);
+}
+
+#[test]
+fn a_token_that_cannot_be_removed_is_never_forwarded() {
+    let p = policy(false);
+    let mut config = p.config.clone();
+    config["auth"]["forward_token"] = json!(false);
+    let store = MemoryStore::new();
+    let mut w = worker(config, &store);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    let req = Req::call("rm-1", "echo").bearer(&t);
+    let mut ex = Exchange::new();
+    let mut out = Effects::new();
+    let head = ex.request_head(&mut w, &store, req.start(), &mut out);
+    assert_eq!(head, Action::Pause, "held for the body");
+    assert_eq!(ex.request_headers_to_remove(&w), &["authorization"]);
+    let action = ex.header_removal_failed(&mut w, "authorization", "host said no", &mut out);
+    let Action::Reply(reply) = action else {
+        panic!("{action:?}");
+    };
+    assert_eq!(reply.status, 500);
+    assert!(ex.refused() && !ex.forwarded());
+    // The body that follows is not forwarded either.
+    let body = req.body.clone().unwrap_or_default();
+    assert_eq!(
+        ex.request_body_progress(&mut w, body.len(), true, &mut out),
+        Action::Pause
+    );
+}
+
 #[test]
 fn tools_list_shows_each_caller_only_what_it_may_call() {
     let p = policy(false);
