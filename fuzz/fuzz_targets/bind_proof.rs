@@ -29,9 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let headers = BoundHeaders { authority: Some("edge"), session_id: Some(&text), ..BoundHeaders::default() };
     let covered = Covered { method: "POST", path: "/mcp", headers, body_digest: &digest, token_digest: &token };
     let proof = Proof::parse(&Proof::new(id, key, &covered, 50, &[4; 16]).to_header()).expect("own header");
-    assert!(proof.verify(std::slice::from_ref(&secret), &covered, 50, 60).is_ok());
+    assert!(proof.verify(std::slice::from_ref(&secret), &covered, &token, 50, 60).is_ok());
     let mut other = data.to_vec();
     other.push(0);
     let changed = Covered { body_digest: &bind::sha3(&other), ..covered };
-    assert!(proof.verify(std::slice::from_ref(&secret), &changed, 50, 60).is_err());
+    assert!(proof.verify(std::slice::from_ref(&secret), &changed, &token, 50, 60).is_err());
 });

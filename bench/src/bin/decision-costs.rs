@@ -329,7 +329,9 @@ fn binding_costs(plan: Plan, token: &str) -> Result<(), String> {
             body_digest: &bind::sha3(&body),
             token_digest: &token_digest,
         };
-        proof.verify(&secrets, &covered, NOW, 60).is_ok()
+        proof
+            .verify(&secrets, &covered, &token_digest, NOW, 60)
+            .is_ok()
     });
     println!(
         "binding_proof_check,HMAC-SHA3-256,{:.2}",

@@ -12,6 +12,7 @@
 //!   cache_capacity: 1024                        # verified tokens kept per worker
 //!   required: true                              # false: requests without a token pass (policy decides)
 //!   forward_token: true                         # false: Authorization is removed before the MCP server
+//!   forward_payload_header: x-jwt-payload       # optional: the verified claims, base64url JSON, for the server
 //!   jwks: { keys: [ ... ] }                     # inline keys, and/or:
 //!   remote_jwks:
 //!     cluster: jwks                             # an Envoy cluster
@@ -75,6 +76,7 @@ pub struct RawAuth {
     cache_capacity: Option<usize>,
     required: Option<bool>,
     forward_token: Option<bool>,
+    forward_payload_header: Option<String>,
     jwks: Option<Value>,
     remote_jwks: Option<RawRemoteJwks>,
     resource_metadata: Option<Value>,
@@ -95,6 +97,7 @@ impl crate::config::read::FromJson for RawAuth {
                 "cache_capacity",
                 "required",
                 "forward_token",
+                "forward_payload_header",
                 "jwks",
                 "remote_jwks",
                 "resource_metadata",
@@ -110,6 +113,7 @@ impl crate::config::read::FromJson for RawAuth {
             cache_capacity: o.opt("cache_capacity")?,
             required: o.opt("required")?,
             forward_token: o.opt("forward_token")?,
+            forward_payload_header: o.opt("forward_payload_header")?,
             jwks: o.opt("jwks")?,
             remote_jwks: o.opt("remote_jwks")?,
             resource_metadata: o.opt("resource_metadata")?,
@@ -151,6 +155,11 @@ pub struct AuthConfig {
     /// default, `forward: false`): the server never holds the caller's
     /// token, and the upstream hop does not carry 3 to 7 KB of ML-DSA token.
     pub forward_token: bool,
+    /// A request header that carries the verified claims to the MCP server
+    /// (base64url of the claims JSON, as Envoy's `jwt_authn`
+    /// `forward_payload_header`), whether a token or a session ticket
+    /// proved them; a client's own header of that name never passes.
+    pub forward_payload_header: Option<String>,
     /// RFC 9728 metadata document, served as JSON.
     pub resource_metadata: Option<String>,
     /// URL of that document, advertised in `WWW-Authenticate`.
@@ -166,6 +175,7 @@ impl PartialEq for AuthConfig {
             && self.cache_capacity == other.cache_capacity
             && self.required == other.required
             && self.forward_token == other.forward_token
+            && self.forward_payload_header == other.forward_payload_header
             && self.resource_metadata == other.resource_metadata
             && self.resource_metadata_url == other.resource_metadata_url
     }
@@ -228,6 +238,22 @@ pub fn compile(raw: RawAuth) -> Result<AuthConfig, String> {
             serde_json::to_string(&v).map_err(|e| e.to_string())
         })
         .transpose()?;
+    if let Some(h) = &raw.forward_payload_header {
+        let valid = !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !matches!(
+                h.as_str(),
+                "authorization" | "host" | "content-length" | "content-type"
+            )
+            && !h.starts_with("mcp-")
+            && !h.starts_with("pqguard-");
+        if !valid {
+            return Err(format!(
+                "auth.forward_payload_header {h:?}: a lower-case header name (a-z 0-9 -) of pqguard's own, not an HTTP or MCP one"
+            ));
+        }
+    }
     let defaults = ValidationOptions::default();
     Ok(AuthConfig {
         options: ValidationOptions {
@@ -242,6 +268,7 @@ pub fn compile(raw: RawAuth) -> Result<AuthConfig, String> {
         cache_capacity: raw.cache_capacity.unwrap_or(1024).max(1),
         required: raw.required.unwrap_or(true),
         forward_token: raw.forward_token.unwrap_or(true),
+        forward_payload_header: raw.forward_payload_header,
         resource_metadata,
         resource_metadata_url: raw.resource_metadata_url,
     })

@@ -106,6 +106,10 @@ pub enum BindError {
     /// The binding made too many live proofs on this worker
     /// (`replay_per_binding`): slow down.
     Quota,
+    /// A session ticket that cannot be used: unreadable, altered, sealed
+    /// under a retired secret, expired, its signing key gone from the key
+    /// set, or no longer allowed (bind again for a new one when `rebind`).
+    Ticket(&'static str, bool),
 }
 
 impl BindError {
@@ -118,6 +122,7 @@ impl BindError {
             Self::Expired | Self::UnknownSecret | Self::Required => "rebind",
             Self::OutsideWindow => "clock_skew",
             Self::Busy | Self::Quota => "retry",
+            Self::Ticket(_, true) => "rebind",
             _ => "invalid_binding",
         }
     }
@@ -141,6 +146,7 @@ impl BindError {
             Self::UnsupportedConfirmation(_) => "cnf_unsupported",
             Self::CertificateMismatch => "cnf_certificate_mismatch",
             Self::Quota => "binding_quota",
+            Self::Ticket(..) => "binding_ticket",
         }
     }
 }
@@ -172,6 +178,7 @@ impl std::fmt::Display for BindError {
                 "the token is bound to a client certificate (x5t#S256) this connection did not present",
             ),
             Self::Quota => f.write_str("too many live proofs for this binding"),
+            Self::Ticket(why, _) => write!(f, "session ticket: {why}"),
         }
     }
 }
@@ -270,6 +277,7 @@ pub struct RawBinding {
     replay_capacity: usize,
     replay_scope: ReplayScope,
     replay_per_binding: usize,
+    ticket_secrets: Vec<RawSecret>,
 }
 
 /// Who shares the set of accepted proofs (replay protection).
@@ -313,6 +321,7 @@ impl crate::config::read::FromJson for RawBinding {
                 "replay_capacity",
                 "replay_scope",
                 "replay_per_binding",
+                "ticket_secrets",
             ],
         )?;
         Ok(Self {
@@ -324,6 +333,7 @@ impl crate::config::read::FromJson for RawBinding {
             replay_capacity: o.or("replay_capacity", default_replay())?,
             replay_scope: o.or("replay_scope", ReplayScope::Envoy)?,
             replay_per_binding: o.or("replay_per_binding", default_per_binding())?,
+            ticket_secrets: o.or_default("ticket_secrets")?,
         })
     }
 }
@@ -381,15 +391,14 @@ pub struct BindingSettings {
     pub replay_scope: ReplayScope,
     /// Live proofs one binding may have on one worker.
     pub replay_per_binding: usize,
+    /// Session ticket secrets (see [`crate::ticket`]): the first seals, all
+    /// open. Empty: no tickets are issued or accepted.
+    pub ticket_secrets: Vec<Secret>,
 }
 
-/// Validates the `binding` section.
-pub fn compile(raw: RawBinding) -> Result<BindingSettings, String> {
-    if raw.secrets.is_empty() {
-        return Err("binding.secrets: at least one secret".into());
-    }
-    let mut secrets: Vec<Secret> = Vec::with_capacity(raw.secrets.len());
-    for (i, s) in raw.secrets.into_iter().enumerate() {
+fn compile_secrets(raw: Vec<RawSecret>, field: &str) -> Result<Vec<Secret>, String> {
+    let mut secrets: Vec<Secret> = Vec::with_capacity(raw.len());
+    for (i, s) in raw.into_iter().enumerate() {
         let valid_kid = !s.kid.is_empty()
             && s.kid.len() <= 64
             && s.kid
@@ -397,24 +406,42 @@ pub fn compile(raw: RawBinding) -> Result<BindingSettings, String> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid_kid {
             return Err(format!(
-                "binding.secrets[{i}].kid: 1 to 64 characters from A-Z a-z 0-9 - _"
+                "binding.{field}[{i}].kid: 1 to 64 characters from A-Z a-z 0-9 - _"
             ));
         }
         if secrets.iter().any(|x| x.kid == s.kid) {
             return Err(format!(
-                "binding.secrets[{i}].kid {:?} appears twice",
+                "binding.{field}[{i}].kid {:?} appears twice",
                 s.kid
             ));
         }
         let bytes = base64url_decode(s.secret.as_bytes())
-            .map_err(|_| format!("binding.secrets[{i}].secret: not base64url"))?;
+            .map_err(|_| format!("binding.{field}[{i}].secret: not base64url"))?;
         if bytes.len() < 32 {
             return Err(format!(
-                "binding.secrets[{i}].secret: at least 32 bytes (base64url), got {}",
+                "binding.{field}[{i}].secret: at least 32 bytes (base64url), got {}",
                 bytes.len()
             ));
         }
         secrets.push(Secret { kid: s.kid, bytes });
+    }
+    Ok(secrets)
+}
+
+/// Validates the `binding` section.
+pub fn compile(raw: RawBinding) -> Result<BindingSettings, String> {
+    if raw.secrets.is_empty() {
+        return Err("binding.secrets: at least one secret".into());
+    }
+    let secrets = compile_secrets(raw.secrets, "secrets")?;
+    let ticket_secrets = compile_secrets(raw.ticket_secrets, "ticket_secrets")?;
+    if ticket_secrets
+        .iter()
+        .any(|t| secrets.iter().any(|s| s.bytes == t.bytes))
+    {
+        return Err(
+            "binding.ticket_secrets: a ticket secret must differ from every binding secret".into(),
+        );
     }
     if raw.ttl_seconds == 0
         || raw.window_seconds == 0
@@ -440,6 +467,7 @@ pub fn compile(raw: RawBinding) -> Result<BindingSettings, String> {
         replay_capacity: raw.replay_capacity,
         replay_scope: raw.replay_scope,
         replay_per_binding: raw.replay_per_binding,
+        ticket_secrets,
     })
 }
 
@@ -880,11 +908,16 @@ impl Proof {
 
     /// Checks this proof (filter side), except replay: the binding's
     /// secret, expiry, the time (at most `window_seconds` old, at most
-    /// [`FUTURE_SKEW_SECONDS`] ahead) and the MAC, in constant time.
+    /// [`FUTURE_SKEW_SECONDS`] ahead) and the MAC, in constant time. The
+    /// binding key is derived from `key_digest`, SHA3-256 of the token the
+    /// binding was made for; the MAC covers `request.token_digest`, the
+    /// digest of what the request carries (that token, or its session
+    /// ticket).
     pub fn verify(
         &self,
         secrets: &[Secret],
         request: &Covered<'_>,
+        key_digest: &Key32,
         now: u64,
         window_seconds: u64,
     ) -> Result<(), BindError> {
@@ -901,7 +934,7 @@ impl Proof {
         if too_old || too_new {
             return Err(BindError::OutsideWindow);
         }
-        let key = zeroize::Zeroizing::new(binding_key(secret, &self.id, request.token_digest));
+        let key = zeroize::Zeroizing::new(binding_key(secret, &self.id, key_digest));
         let expected = request_mac(&key, request, self.ts, &self.nonce);
         if constant_time_eq(&expected, &self.mac) {
             Ok(())

@@ -34,6 +34,7 @@ pub mod outcome;
 pub mod policy;
 pub mod text;
 pub mod threat;
+pub mod ticket;
 pub mod tls;
 pub mod token;
 

@@ -200,10 +200,28 @@ impl HttpContext for RequestContext {
             action
         };
         let mut action = action;
-        for name in self
+        let payload = self
             .exchange
-            .request_headers_to_remove(&self.vm.worker.borrow())
-        {
+            .request_payload_header(&self.vm.worker.borrow())
+            .map(|(name, value)| (name.to_owned(), value));
+        if let Some((name, value)) = payload {
+            let done = match &value {
+                Some(v) => host::set_request_header(&name, v),
+                None => host::remove_request_header(&name),
+            };
+            if let Err(e) = done {
+                action = self.exchange.header_removal_failed(
+                    &mut self.vm.worker.borrow_mut(),
+                    &name,
+                    &e.to_string(),
+                    &mut out,
+                );
+            }
+        }
+        let remove = self
+            .exchange
+            .request_headers_to_remove(&self.vm.worker.borrow());
+        for name in remove.into_iter().flatten() {
             if let Err(e) = host::remove_request_header(name) {
                 // Never forward a token or proof the configuration keeps back.
                 action = self.exchange.header_removal_failed(

@@ -220,6 +220,7 @@ fn check_with(
             body_digest: &sha3(body),
             token_digest: &TOKEN_DIGEST,
         },
+        &TOKEN_DIGEST,
         now,
         60,
     )
@@ -336,6 +337,7 @@ fn a_proof_holds_for_its_request_only() {
                 body_digest: &sha3(BODY),
                 token_digest: &[1; 32],
             },
+            &[1; 32],
             1_010,
             60
         ),

@@ -211,6 +211,9 @@ pub struct Exchange {
     proven: Option<crate::bind::Mechanism>,
     /// Response bytes buffered so far (for an answer ended by trailers).
     response_size: usize,
+    /// The session ticket that stood for the token: its digest (what the
+    /// proof's MAC covers) and its binding id.
+    ticket: Option<([u8; 32], String)>,
     /// The token's `cnf` names an ML-KEM key.
     confirmed_mlkem: bool,
 }
@@ -254,6 +257,7 @@ impl Exchange {
             proven: None,
             confirmed_mlkem: false,
             response_size: 0,
+            ticket: None,
         }
     }
 
@@ -283,16 +287,42 @@ impl Exchange {
     /// right after [`Exchange::request_head`]. `authorization` when the
     /// `auth` section has `forward_token: false` (the engine keeps its own
     /// copy, and a refused request is never forwarded anyway); the binding
-    /// proof always (it is pqguard's, not the MCP server's).
-    pub fn request_headers_to_remove(&self, w: &Worker) -> &'static [&'static str] {
+    /// proof and the session ticket always (they are pqguard's, not the MCP
+    /// server's).
+    /// Absent entries are `None` (a fixed array: nothing is allocated).
+    pub fn request_headers_to_remove(&self, w: &Worker) -> [Option<&'static str>; 3] {
         let strip = w.config().auth.as_ref().is_some_and(|a| !a.forward_token)
             && self.head.authorization.is_some();
-        match (strip, self.head.binding.is_some()) {
-            (true, true) => &["authorization", crate::bind::PROOF_HEADER],
-            (true, false) => &["authorization"],
-            (false, true) => &[crate::bind::PROOF_HEADER],
-            (false, false) => &[],
-        }
+        [
+            strip.then_some("authorization"),
+            self.head
+                .binding
+                .is_some()
+                .then_some(crate::bind::PROOF_HEADER),
+            self.head
+                .ticket
+                .is_some()
+                .then_some(crate::ticket::TICKET_HEADER),
+        ]
+    }
+
+    /// The claims header to set before the request goes on (`auth.
+    /// forward_payload_header`), asked right after
+    /// [`Exchange::request_head`]: its name and the base64url claims JSON of
+    /// the verified token or ticket, or `None` to remove whatever the client
+    /// sent under that name (no verified claims).
+    pub fn request_payload_header<'w>(&self, w: &'w Worker) -> Option<(&'w str, Option<String>)> {
+        let name = w
+            .config()
+            .auth
+            .as_ref()?
+            .forward_payload_header
+            .as_deref()?;
+        let value = self
+            .token
+            .as_deref()
+            .map(|t| crate::token::base64url_encode(t.claims.to_json().as_bytes()));
+        Some((name, value))
     }
 
     /// The host could not remove a header listed by
@@ -875,6 +905,9 @@ impl Exchange {
             return Ok(());
         };
         let required = auth_config.required;
+        if self.head.ticket.is_some() {
+            return self.authenticate_ticket(w, store, out);
+        }
         let token = self
             .head
             .authorization

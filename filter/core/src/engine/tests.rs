@@ -750,7 +750,10 @@ fn the_token_goes_on_unless_forward_token_is_false() {
     assert_eq!(
         default
             .exchange
-            .request_headers_to_remove(&worker(p.config.clone(), &store)),
+            .request_headers_to_remove(&worker(p.config.clone(), &store))
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
         none
     );
     p.config["auth"]["forward_token"] = json!(false);
@@ -758,13 +761,26 @@ fn the_token_goes_on_unless_forward_token_is_false() {
     let stripped = send(&mut w, &store, &Req::call("c-2", "echo").bearer(&t));
     assert!(stripped.forwarded, "{:?}", stripped.reply);
     assert_eq!(
-        stripped.exchange.request_headers_to_remove(&w),
+        stripped
+            .exchange
+            .request_headers_to_remove(&w)
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
         &["authorization"]
     );
     // The decision is the same: the token was verified before it was dropped.
     assert_eq!(stripped.out.counted("pqguard.token_alg.ML-DSA-65"), 1);
     let anonymous = send(&mut w, &store, &Req::get("/.well-known/other"));
-    assert_eq!(anonymous.exchange.request_headers_to_remove(&w), none);
+    assert_eq!(
+        anonymous
+            .exchange
+            .request_headers_to_remove(&w)
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        none
+    );
 }
 
 #[test]
@@ -1004,7 +1020,10 @@ fn a_token_that_cannot_be_removed_is_never_forwarded() {
     let mut out = Effects::new();
     let head = ex.request_head(&mut w, &store, req.start(), &mut out);
     assert_eq!(head, Action::Pause, "held for the body");
-    assert_eq!(ex.request_headers_to_remove(&w), &["authorization"]);
+    assert_eq!(
+        ex.request_headers_to_remove(&w),
+        [Some("authorization"), None, None]
+    );
     let action = ex.header_removal_failed(&mut w, "authorization", "host said no", &mut out);
     let Action::Reply(reply) = action else {
         panic!("{action:?}");
@@ -1878,7 +1897,7 @@ mod binding {
         assert!(ok
             .exchange
             .request_headers_to_remove(&w)
-            .contains(&PROOF_HEADER));
+            .contains(&Some(PROOF_HEADER)));
         // The same proof again: a replay.
         let again = send(&mut w, &store, &proven(call(), &token, &id, &key, NOW_S, 1));
         assert_eq!(again.error(), (Some(401), json!(-32001), json!("c-1")));
@@ -1927,6 +1946,199 @@ mod binding {
             &proven(call(), &token, &id, &key, NOW_S, 5),
         );
         assert!(there.forwarded, "{:?}", there.reply);
+    }
+
+    const TICKET_SECRET: &str = "dGlja2V0LXNlY3JldC1vZi1hdC1sZWFzdC10aGlydHktdHdvIQ";
+
+    fn with_tickets(config: &Value, kids: &[&str]) -> Value {
+        let mut c = config.clone();
+        c["binding"]["ticket_secrets"] = json!(kids
+            .iter()
+            .map(|k| json!({"kid": k, "secret": TICKET_SECRET}))
+            .collect::<Vec<_>>());
+        c["auth"]["forward_payload_header"] = json!("x-jwt-payload");
+        c
+    }
+
+    /// Binds and returns (binding id, key, ticket).
+    fn bind_ticket(
+        w: &mut Worker,
+        store: &dyn SharedStore,
+        token: &str,
+        client: &ClientKey,
+    ) -> (String, [u8; 32], String) {
+        if w.wants_random() {
+            w.seed_random(&[5; 32]);
+        }
+        let o = send(w, store, &bind_request(token, &client.encapsulation_key()));
+        let (status, body) = o.reply.clone().unwrap();
+        assert_eq!(status, 200, "{body}");
+        let ticket = body["ticket"].as_str().expect("a ticket").to_owned();
+        let issued = Issued::from_json(body.to_string().as_bytes()).unwrap();
+        (issued.id.clone(), client.open(&issued).unwrap(), ticket)
+    }
+
+    #[test]
+    fn a_session_ticket_stands_for_the_token_only_with_a_proof_of_its_binding() {
+        let s = setup(json!([
+            {"name": "python-bound", "effect": "require", "match": {"tools": ["run_python"]},
+             "when": {"bound": true, "scopes": ["tools:call"]}}
+        ]));
+        let config = with_tickets(&s.config, &["t1"]);
+        let store = MemoryStore::new();
+        let mut w = bound_worker(&config, &store);
+        let client = mine();
+        let token = confirmed(&s.pq, &client);
+        let (id, key, ticket) = bind_ticket(&mut w, &store, &token, &client);
+        assert!(
+            ticket.starts_with("t1.") && ticket.len() < 1200,
+            "{}",
+            ticket.len()
+        );
+        assert!(!ticket.contains("alice"), "sealed, not only signed");
+        let call = || Req::call("t-1", "run_python").header("pqguard-ticket", &ticket);
+        // The ticket and a proof over it (the MAC covers the ticket's digest).
+        let ok = send(
+            &mut w,
+            &store,
+            &proven(call(), &ticket, &id, &key, NOW_S, 1),
+        );
+        assert!(ok.forwarded, "{:?} {}", ok.reply, ok.record());
+        assert_eq!(ok.record()["subject"], "alice");
+        assert!(ok
+            .exchange
+            .request_headers_to_remove(&w)
+            .contains(&Some("pqguard-ticket")));
+        let (name, payload) = ok.exchange.request_payload_header(&w).unwrap();
+        assert_eq!(name, "x-jwt-payload");
+        let claims: Value = serde_json::from_slice(
+            &crate::token::base64url_decode(payload.unwrap().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (claims["sub"].as_str(), claims["iss"].as_str()),
+            (Some("alice"), Some(ISS))
+        );
+        // Opened once per worker.
+        let again = send(
+            &mut w,
+            &store,
+            &proven(call(), &ticket, &id, &key, NOW_S, 2),
+        );
+        assert!(again.forwarded);
+        assert_eq!(again.out.counted("pqguard.ticket_cache.hit"), 1);
+        // The same request replayed, here or on another worker: refused.
+        let replay = proven(call(), &ticket, &id, &key, NOW_S, 3);
+        assert!(send(&mut w, &store, &replay).forwarded);
+        let mut other = bound_worker(&config, &store);
+        let o = send(&mut other, &store, &replay);
+        assert_eq!(o.record()["reason_code"], "binding_replayed");
+        // Without a proof.
+        let bare = send(&mut w, &store, &call());
+        assert_eq!(bare.status(), Some(401));
+        assert_eq!(bare.record()["reason_code"], "binding_ticket");
+        // With a proof made for the token, not the ticket.
+        let token_proof = proof_for(&call(), "mcp.test", &token, &id, &key, NOW_S, 4);
+        let o = send(
+            &mut w,
+            &store,
+            &call().header(PROOF_HEADER, &token_proof.to_header()),
+        );
+        assert_eq!(o.record()["reason_code"], "binding_bad_mac");
+        // With the token too.
+        let both = proven(call().bearer(&token), &ticket, &id, &key, NOW_S, 5);
+        assert_eq!(send(&mut w, &store, &both).status(), Some(401));
+        // Altered.
+        let mut altered = ticket.clone().into_bytes();
+        let last = altered.len() - 3;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        let req = Req::call("t-2", "echo").header("pqguard-ticket", &altered);
+        let o = send(&mut w, &store, &proven(req, &altered, &id, &key, NOW_S, 6));
+        assert_eq!(o.status(), Some(401));
+        assert_eq!(o.record()["reason_code"], "binding_ticket");
+    }
+
+    #[test]
+    fn a_ticket_is_refused_for_another_binding_a_retired_secret_or_a_key_gone() {
+        let s = setup(json!([]));
+        let config = with_tickets(&s.config, &["t1"]);
+        let store = MemoryStore::new();
+        let mut w = bound_worker(&config, &store);
+        let client = mine();
+        let token = confirmed(&s.pq, &client);
+        let (_, _, ticket_a) = bind_ticket(&mut w, &store, &token, &client);
+        let (id_b, key_b, _) = bind_ticket(&mut w, &store, &token, &client);
+        let call = |t: &str| Req::call("t-3", "echo").header("pqguard-ticket", t);
+        // Ticket of binding A with a proof of binding B.
+        let o = send(
+            &mut w,
+            &store,
+            &proven(call(&ticket_a), &ticket_a, &id_b, &key_b, NOW_S, 1),
+        );
+        assert_eq!(o.status(), Some(401));
+        assert_eq!(o.record()["reason_code"], "binding_ticket");
+        let (id, key, ticket) = bind_ticket(&mut w, &store, &token, &client);
+        // The ticket secret retired: bind again.
+        let retired = with_tickets(&s.config, &["t2"]);
+        let mut r = bound_worker(&retired, &store);
+        let o = send(
+            &mut r,
+            &store,
+            &proven(call(&ticket), &ticket, &id, &key, NOW_S, 2),
+        );
+        assert_eq!(o.status(), Some(401));
+        assert!(
+            challenge(&o).contains("pqguard_binding=\"rebind\""),
+            "{}",
+            challenge(&o)
+        );
+        // The key that verified the token left the key set: bind again (and
+        // the token itself no longer verifies).
+        let other = super::key(Algorithm::MlDsa65, "k65-next");
+        let mut rotated = config.clone();
+        rotated["auth"]["jwks"] = jwks(&[&other]);
+        let mut k = bound_worker(&rotated, &store);
+        let o = send(
+            &mut k,
+            &store,
+            &proven(call(&ticket), &ticket, &id, &key, NOW_S, 3),
+        );
+        assert_eq!(o.status(), Some(401));
+        assert!(challenge(&o).contains("pqguard_binding=\"rebind\""));
+        assert!(o.record()["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("left the key set"));
+        // The issuer no longer accepted.
+        let mut moved = config.clone();
+        moved["auth"]["issuers"] = json!(["https://another-issuer.test"]);
+        let mut m = bound_worker(&moved, &store);
+        let o = send(
+            &mut m,
+            &store,
+            &proven(call(&ticket), &ticket, &id, &key, NOW_S, 4),
+        );
+        assert_eq!(o.status(), Some(401));
+        // Without ticket secrets a ticket is not accepted at all.
+        let mut plain = bound_worker(&s.config, &store);
+        let o = send(
+            &mut plain,
+            &store,
+            &proven(call(&ticket), &ticket, &id, &key, NOW_S, 5),
+        );
+        assert_eq!(o.record()["reason_code"], "binding_ticket");
+        // After the binding's expiry: bind again.
+        let late = Req {
+            now_ms: Some((NOW_S + 301) * 1000),
+            ..call(&ticket)
+        };
+        let o = send(
+            &mut w,
+            &store,
+            &proven(late, &ticket, &id, &key, NOW_S + 301, 6),
+        );
+        assert_eq!(o.status(), Some(401));
     }
 
     #[test]

@@ -173,6 +173,10 @@ fn batch_call(collector: &crate::audit::CollectorSettings, batch: &[String]) -> 
     }
 }
 
+/// A session ticket opened by this worker: the token it stands for, the
+/// key set it was checked against, and its binding id.
+pub(super) type OpenedTicket = (Arc<crate::token::VerifiedToken>, [u8; 32], String);
+
 /// State of one worker.
 #[derive(Debug)]
 pub struct Worker {
@@ -193,6 +197,9 @@ pub struct Worker {
     drbg: Option<crate::bind::Drbg>,
     /// Whether host entropy was mixed in since the last binding.
     fresh_entropy: bool,
+    /// Opened session tickets by SHA3-256 of their text, with the key set
+    /// they were checked against (see [`crate::ticket`]).
+    pub(super) tickets: HashMap<[u8; 32], OpenedTicket>,
     /// TLS facts of the connections this worker served (see
     /// [`super::ConnectionCache`]).
     pub connections: super::ConnectionCache,
@@ -233,6 +240,7 @@ impl Worker {
             quota,
             drbg: None,
             fresh_entropy: false,
+            tickets: HashMap::new(),
             connections: super::ConnectionCache::default(),
         }
     }
@@ -265,6 +273,18 @@ impl Worker {
         let mut out = [0u8; crate::bind::BIND_RANDOM_LEN];
         drbg.fill(&mut out);
         Some(out)
+    }
+
+    /// More randomness from the generator after a binding drew its own (a
+    /// ticket's nonce); `false` when it was never seeded.
+    pub(super) fn more_random(&mut self, out: &mut [u8]) -> bool {
+        match self.drbg.as_mut() {
+            Some(drbg) => {
+                drbg.fill(out);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Counts an accepted proof against its binding's quota, then

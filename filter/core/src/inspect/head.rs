@@ -9,7 +9,7 @@ use crate::outcome::reject::{Reason, Rejection};
 
 /// Headers that must appear at most once: a second copy is a classic way to
 /// make two components read one request two ways.
-const SINGLE_HEADERS: [&str; 12] = [
+const SINGLE_HEADERS: [&str; 13] = [
     ":method",
     ":path",
     ":authority",
@@ -22,6 +22,7 @@ const SINGLE_HEADERS: [&str; 12] = [
     "mcp-session-id",
     "authorization",
     crate::bind::PROOF_HEADER,
+    crate::ticket::TICKET_HEADER,
 ];
 
 /// The parts of the request head pqguard uses, copied out of the host once.
@@ -45,6 +46,8 @@ pub struct RequestHead {
     pub authorization: Option<String>,
     /// `PQGuard-Binding` (an ML-KEM binding proof), raw.
     pub binding: Option<String>,
+    /// `PQGuard-Ticket` (a session ticket standing for the token), raw.
+    pub ticket: Option<String>,
     /// `Mcp-Session-Id` (2025-03-26 to 2025-11-25; ignored in 2026-07-28).
     pub session_id: Option<String>,
     /// `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` (2026-07-28 mirrors).
@@ -134,6 +137,7 @@ impl RequestHead {
                 "mcp-session-id" => head.session_id = Some(value),
                 "authorization" => head.authorization = Some(value),
                 crate::bind::PROOF_HEADER => head.binding = Some(value),
+                crate::ticket::TICKET_HEADER => head.ticket = Some(value),
                 _ => {
                     if let Some(p) = param {
                         if head.mirrors.params.iter().any(|(n, _)| n == p) {

@@ -27,6 +27,7 @@ mod alg;
 mod b64;
 mod cache;
 mod claims;
+pub(crate) use claims::validate as validate_claims;
 mod error;
 mod jws;
 mod key;

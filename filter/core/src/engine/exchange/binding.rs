@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use super::*;
 use crate::bind::{self, BindError, BoundHeaders, Covered, Proof, BIND_PATH};
-use crate::token::base64url_decode;
+use crate::ticket::{self, TicketContents, TicketError};
+use crate::token::{base64url_decode, Algorithm, VerifiedToken};
 
 /// The answer for a refused binding, with what the client should do: 401,
 /// or 503 (the replay set is full) and 429 (the binding is over its quota)
@@ -85,7 +86,22 @@ impl Exchange {
                 if self.token.is_none() {
                     return Err(rejection(&BindError::NoToken));
                 }
-                self.proof = Some(Proof::parse(value).map_err(|e| rejection(&e))?);
+                let proof = Proof::parse(value).map_err(|e| rejection(&e))?;
+                if let Some((_, ticket_binding)) = &self.ticket {
+                    if *ticket_binding != proof.id {
+                        return Err(rejection(&BindError::Ticket(
+                            "the proof is for another binding than the ticket",
+                            false,
+                        )));
+                    }
+                }
+                self.proof = Some(proof);
+            }
+            None if self.ticket.is_some() => {
+                return Err(rejection(&BindError::Ticket(
+                    "a ticket is accepted only with a proof of its binding",
+                    false,
+                )));
             }
             None => {
                 if self.confirmed_mlkem && settings.require_for_cnf {
@@ -115,6 +131,9 @@ impl Exchange {
         };
         let now = self.started_ms / 1000;
         let body_digest = bind::sha3(body);
+        // With a ticket the MAC covers the ticket, and the key still comes
+        // from the token the binding was made for.
+        let carried = self.ticket.as_ref().map_or(token.digest, |(d, _)| *d);
         {
             let Some(settings) = w.config().binding.as_ref() else {
                 return Ok(());
@@ -131,10 +150,16 @@ impl Exchange {
                     mcp_name: h.mirrors.name.as_deref(),
                 },
                 body_digest: &body_digest,
-                token_digest: &token.digest,
+                token_digest: &carried,
             };
             proof
-                .verify(&settings.secrets, &covered, now, settings.window_seconds)
+                .verify(
+                    &settings.secrets,
+                    &covered,
+                    &token.digest,
+                    now,
+                    settings.window_seconds,
+                )
                 .map_err(|e| rejection(&e))?;
         }
         w.check_replay(store, &proof, now).map_err(|e| {
@@ -153,6 +178,148 @@ impl Exchange {
             self.bound = true;
         }
         Ok(())
+    }
+
+    /// Authenticates with a session ticket instead of a token (see
+    /// [`crate::ticket`]): opened once per worker and cached by its digest;
+    /// accepted only while its expiry holds, its issuer, audience and
+    /// algorithm are still allowed, and the key that verified the token is
+    /// still in the key set. Its proof is checked with the body.
+    pub(super) fn authenticate_ticket(
+        &mut self,
+        w: &mut Worker,
+        store: &dyn SharedStore,
+        out: &mut Effects,
+    ) -> Result<(), Rejection> {
+        let Some(text) = self.head.ticket.clone() else {
+            return Ok(());
+        };
+        if self.head.authorization.is_some() {
+            return Err(rejection(&BindError::Ticket(
+                "send the token or a ticket, not both",
+                false,
+            )));
+        }
+        let no_tickets = w
+            .config()
+            .binding
+            .as_ref()
+            .is_none_or(|b| b.ticket_secrets.is_empty());
+        if no_tickets {
+            return Err(rejection(&BindError::Ticket(
+                "tickets are not accepted here",
+                false,
+            )));
+        }
+        if w.keys().is_none() {
+            w.adopt_shared_keys(store, out);
+        }
+        let Some(keys) = w.keys().cloned() else {
+            let mut r = Rejection::new(Reason::Unauthorized, "no key set available yet");
+            r.code = Some("no_keys");
+            return Err(r);
+        };
+        let now = self.started_ms / 1000;
+        let digest = bind::sha3(text.as_bytes());
+        let cached = w
+            .tickets
+            .get(&digest)
+            .filter(|(_, set, _)| set == keys.id())
+            .map(|(t, _, id)| (t.clone(), id.clone()));
+        let (token, binding_id) = match cached {
+            Some(hit) => {
+                out.count("pqguard.ticket_cache.hit", 1);
+                hit
+            }
+            None => {
+                out.count("pqguard.ticket_cache.miss", 1);
+                let (t, id) = Self::open_ticket(w, &keys, &text, now)?;
+                let t = Arc::new(t);
+                let capacity = w.config().auth.as_ref().map_or(1, |a| a.cache_capacity);
+                if w.tickets.len() >= capacity {
+                    w.tickets.clear();
+                }
+                w.tickets
+                    .insert(digest, (t.clone(), *keys.id(), id.clone()));
+                (t, id)
+            }
+        };
+        if now > token.claims.exp {
+            return Err(rejection(&BindError::Ticket("expired", true)));
+        }
+        out.count(
+            format!("pqguard.token_alg.{}", metric_part(token.alg.name())),
+            1,
+        );
+        self.token = Some(token);
+        self.ticket = Some((digest, binding_id));
+        Ok(())
+    }
+
+    /// Opens and checks a ticket (a cache miss).
+    fn open_ticket(
+        w: &Worker,
+        keys: &crate::token::KeySet,
+        text: &str,
+        now: u64,
+    ) -> Result<(VerifiedToken, String), Rejection> {
+        let settings =
+            w.config().binding.as_ref().ok_or_else(|| {
+                rejection(&BindError::Ticket("tickets are not accepted here", false))
+            })?;
+        let contents = ticket::open(&settings.ticket_secrets, text).map_err(|e| {
+            rejection(&match e {
+                TicketError::UnknownSecret => {
+                    BindError::Ticket("sealed under a retired ticket secret", true)
+                }
+                TicketError::BadTag => BindError::Ticket("altered, or not made here", false),
+                TicketError::Malformed(why) => BindError::Ticket(why, false),
+            })
+        })?;
+        let options = w
+            .config()
+            .auth
+            .as_ref()
+            .map(|a| a.options.clone())
+            .unwrap_or_default();
+        let alg = Algorithm::from_name(&contents.alg)
+            .filter(|a| options.algorithms.contains(*a))
+            .ok_or_else(|| {
+                rejection(&BindError::Ticket(
+                    "its algorithm is no longer allowed",
+                    true,
+                ))
+            })?;
+        let key_present = keys.keys().iter().any(|k| {
+            k.alg() == alg
+                && k.kid() == contents.kid.as_deref()
+                && k.thumbprint() == contents.key_thumbprint
+        });
+        if !key_present {
+            return Err(rejection(&BindError::Ticket(
+                "the key that verified its token left the key set",
+                true,
+            )));
+        }
+        // The claims again, under today's issuers, audience and clock.
+        let payload = Value::Object(contents.claims.clone()).to_string();
+        let mut claims =
+            crate::token::validate_claims(payload.as_bytes(), &options, now).map_err(|e| {
+                let mut r = rejection(&BindError::Ticket(
+                    "its claims are no longer accepted",
+                    true,
+                ));
+                r.detail = format!("binding: session ticket: {e}");
+                r
+            })?;
+        claims.exp = claims.exp.min(contents.exp);
+        let token = VerifiedToken {
+            alg,
+            kid: contents.kid.clone(),
+            claims,
+            digest: contents.token_digest,
+        };
+        Ok((token, contents.binding_id))
     }
 
     /// Serves a bind request: `{"ek": "<base64url ML-KEM-768 encapsulation
@@ -240,14 +407,53 @@ impl Exchange {
                 r.code = Some(e.code());
                 r
             })?;
+        let mut body = issued.to_json();
+        if let Some(sealed) = self.issue_ticket(w, &token, &issued) {
+            let mut doc: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if let Some(o) = doc.as_object_mut() {
+                o.insert("ticket".into(), Value::from(sealed));
+                body = doc.to_string();
+            }
+        }
         let reply = LocalReply {
             status: 200,
             headers: vec![
                 ("content-type", "application/json".to_owned()),
                 ("cache-control", "no-store".to_owned()),
             ],
-            body: issued.to_json(),
+            body,
         };
         Ok((reply, issued.id))
+    }
+
+    /// The session ticket of a new binding, when ticket secrets are
+    /// configured: sealed under the first one, expiring with the binding.
+    fn issue_ticket(
+        &self,
+        w: &mut Worker,
+        token: &VerifiedToken,
+        issued: &bind::Issued,
+    ) -> Option<String> {
+        let secret = w.config().binding.as_ref()?.ticket_secrets.first()?.clone();
+        let key_thumbprint = w
+            .keys()?
+            .keys()
+            .iter()
+            .find(|k| k.alg() == token.alg && k.kid() == token.kid.as_deref())?
+            .thumbprint();
+        let mut nonce = [0u8; ticket::NONCE_LEN];
+        if !w.more_random(&mut nonce) {
+            return None;
+        }
+        let contents = TicketContents {
+            binding_id: issued.id.clone(),
+            token_digest: token.digest,
+            alg: token.alg.name().to_owned(),
+            kid: token.kid.clone(),
+            key_thumbprint,
+            exp: issued.expires_at,
+            claims: token.claims.all.clone(),
+        };
+        Some(ticket::seal(&secret, &nonce, &contents))
     }
 }
