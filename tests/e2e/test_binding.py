@@ -27,7 +27,7 @@ import httpx
 import pytest
 from conftest import start_extra_topology
 from harness import Topology, wait_until
-from harness.binding import PROOF_HEADER, Binding, BindingClient, b64e, thumbprint
+from harness.binding import PROOF_HEADER, TICKET_HEADER, Binding, BindingClient, b64e, thumbprint
 from harness.calls import modern_headers, modern_message, unique
 from harness.mcp_session import connect
 from harness.ports import free_ports
@@ -38,6 +38,7 @@ ISS = "https://issuer.test"
 AUD = "https://mcp.test/mcp"
 SECRET_1 = b64e(b"binding secret one, 32 bytes or more!")
 SECRET_2 = b64e(b"binding secret two, 32 bytes or more!")
+TICKET_SECRET = b64e(b"ticket secret, also 32 bytes or more")
 PQ_GROUP = "X25519MLKEM768"
 
 
@@ -63,9 +64,9 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 def config(keys: Keys, *secrets: tuple[str, str], ttl: int = 600) -> dict[str, Any]:
     """The binding section with nothing but secrets and times: every other setting is the default."""
     return {
-        "auth": {"audience": AUD, "issuers": [ISS], "jwks": keys.jwks},
+        "auth": {"audience": AUD, "issuers": [ISS], "jwks": keys.jwks, "forward_payload_header": "x-jwt-payload"},
         "binding": {"secrets": [{"kid": kid, "secret": s} for kid, s in secrets], "ttl_seconds": ttl,
-                    "window_seconds": 30},
+                    "window_seconds": 30, "ticket_secrets": [{"kid": "t1", "secret": TICKET_SECRET}]},
         "policy": {"rules": [
             {"name": "callers", "effect": "allow",
              "match": {"methods": ["initialize", "notifications/initialized", "ping", "tools/call", "tools/list"]},
@@ -93,7 +94,8 @@ def authority(topology: Topology) -> str:
 
 
 def call(topology: Topology, token: str, tool: str = "echo", *, binding: Binding | None = None,
-         tamper: str | None = None, proof: str | None = None, ts: int | None = None) -> tuple[httpx.Response, str]:
+         tamper: str | None = None, proof: str | None = None, ts: int | None = None,
+         ticket: str | None = None) -> tuple[httpx.Response, str]:
     """POST one tools/call; with ``binding``, a proof over exactly what is sent (``tamper`` changes
     the body, path, ``Host`` or ``Mcp-Session-Id`` after the proof was made). Returns the answer and
     the proof used."""
@@ -102,7 +104,12 @@ def call(topology: Topology, token: str, tool: str = "echo", *, binding: Binding
     params = {"name": tool, "arguments": arguments}
     body = json.dumps(modern_message("tools/call", params, rpc_id)).encode()
     path = f"/mcp?case={rpc_id}"
-    headers = {**modern_headers("tools/call", params), "authorization": f"Bearer {token}"}
+    headers = {**modern_headers("tools/call", params)}
+    if ticket is None:
+        headers["authorization"] = f"Bearer {token}"
+    else:
+        # The ticket instead of the token; the proof covers the ticket (pass it as ``token``).
+        headers[TICKET_HEADER] = ticket
     if binding is not None:
         proof = binding.proof("POST", path, body, token, authority=authority(topology), headers=headers, ts=ts)
     if proof is not None:
@@ -282,6 +289,36 @@ def test_get_and_delete_can_demand_a_binding(edge: Topology, keys: Keys) -> None
             assert reached.status_code not in (401, 403), (method, reached.status_code, reached.text)
 
 
+def test_a_session_ticket_replaces_the_token_only_with_a_proof_of_its_binding(edge: Topology, keys: Keys) -> None:
+    """The bind answer carries a sealed ticket; a request may send it with a proof over it instead of
+    the 4.6 KB token. A thief holding the ticket (or the token) without the binding key gets
+    nothing; the ticket never reaches the MCP server, the verified claims do."""
+    client = BindingClient()
+    token = keys.confirmed(client, "lee")
+    with httpx.Client(trust_env=False, timeout=30) as http:
+        binding = client.bind(http, origin(edge), token)
+        other = client.bind(http, origin(edge), token)
+    ticket = binding.ticket
+    assert ticket is not None and ticket.startswith("t1.") and "lee" not in ticket
+    assert len(ticket) < len(token) // 3, (len(ticket), len(token))
+    ok, proof = call(edge, ticket, "run_python", binding=binding, ticket=ticket)
+    assert ok.status_code == 200, ok.text
+    received = edge.mcp_received()[-1]
+    assert received["method"] == "tools/call" and not received["has_ticket"] and not received["has_binding_proof"]
+    assert received["payload_sub"] == "lee" and not received["has_authorization"], received
+    # Replayed on 24 new connections: refused on every worker.
+    assert [resend(edge, proof).status_code for _ in range(24)] == [401] * 24
+    # Without a proof, with a proof made for the token, with another binding's proof, altered.
+    bare, _ = call(edge, ticket, ticket=ticket)
+    assert bare.status_code == 401, bare.text
+    token_proof = binding.proof("POST", "/mcp", b"{}", token, authority=authority(edge))
+    assert call(edge, ticket, ticket=ticket, proof=token_proof)[0].status_code == 401
+    assert call(edge, ticket, binding=other, ticket=ticket)[0].status_code == 401
+    altered = ticket[:-4] + ("AAAA" if not ticket.endswith("AAAA") else "BBBB")
+    assert call(edge, altered, binding=binding, ticket=altered)[0].status_code == 401
+    assert len(records_with(edge, "binding_ticket")) >= 3
+
+
 def test_an_expired_binding_asks_for_a_new_one(request: pytest.FixtureRequest, keys: Keys) -> None:
     topo = start_extra_topology(request, config(keys, ("b1", SECRET_1), ttl=2), label="the short binding topology")
     client = BindingClient()
@@ -442,6 +479,9 @@ class Proxy:
     def bindings(self) -> int:
         return self.log().count("pqguard proxy: bound as ")
 
+    def ticket_bindings(self) -> int:
+        return self.log().count(", with a session ticket")
+
 
 async def sdk_session(url: str, *, pause: float = 0.0) -> tuple[list[str], str | None, str | None]:
     """The official MCP SDK client: tools/list, echo, run_python (after ``pause`` seconds)."""
@@ -461,7 +501,7 @@ def test_the_mcp_sdk_client_unchanged_behind_pqguard_proxy(edge: Topology, keys:
     with Proxy(edge, keys, "erin", tmp_path) as proxy:
         token = proxy.token
         tools, echoed, python = anyio.run(sdk_session, proxy.url)
-        assert proxy.bindings() == 1, proxy.log()
+        assert proxy.bindings() == 1 and proxy.ticket_bindings() == 1, proxy.log()
     assert "run_python" in tools and echoed == "through the proxy", (tools, echoed)
     # run_python demands a bound request over a hybrid post-quantum key exchange: the proxy gave both.
     assert python is not None and "would run" in python, python

@@ -29,6 +29,7 @@ from kyber_py.ml_kem import ML_KEM_768
 
 BIND_PATH = "/.well-known/pqguard/bind"
 PROOF_HEADER = "pqguard-binding"
+TICKET_HEADER = "pqguard-ticket"
 
 
 def b64e(data: bytes) -> str:
@@ -68,6 +69,9 @@ class Binding:
     id: str
     key: bytes
     expires_at: int
+    # The session ticket the edge sealed for this binding (opaque to the client), if any: sent as
+    # ``PQGuard-Ticket`` instead of the token, with proofs whose ``token`` is the ticket's text.
+    ticket: str | None = None
 
     def proof(self, method: str, path: str, body: bytes, token: str, *, authority: str | None,
               headers: Mapping[str, str] | None = None, ts: int | None = None,
@@ -100,7 +104,7 @@ class BindingClient:
         check = mac(key, b"pqguard-bind-v1 check\0", binding_id.encode())[:16]
         if not hmac.compare_digest(check, b64d(answer["key_check"])):
             raise ValueError("the key check fails: not our key, or the answer was altered")
-        return Binding(binding_id, key, int(answer["expires_at"]))
+        return Binding(binding_id, key, int(answer["expires_at"]), answer.get("ticket"))
 
     def bind(self, http: httpx.Client, base_url: str, token: str) -> Binding:
         response = self.bind_raw(http, base_url, token)

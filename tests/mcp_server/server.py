@@ -45,6 +45,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import json
 import os
@@ -239,6 +240,9 @@ class RecordingMiddleware:
             "has_authorization": "authorization" in headers,
             # Whether pqguard let its binding proof through (it must not).
             "has_binding_proof": "pqguard-binding" in headers,
+            "has_ticket": "pqguard-ticket" in headers,
+            # The verified claims pqguard forwards (auth.forward_payload_header), when it does.
+            "payload_sub": payload_sub(headers.get("x-jwt-payload")),
         }
         entry.update(describe_body(body))
         self.log.add(entry)
@@ -254,6 +258,17 @@ class RecordingMiddleware:
         if status or content_type is not None:
             send = relabelled(send, int(status) if status else None, content_type)
         await self.app(scope, replay, send)
+
+
+def payload_sub(header: str | None) -> str | None:
+    """``sub`` of the claims pqguard forwarded (base64url JSON), if any."""
+    if header is None:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except ValueError:
+        return "<unreadable>"
+    return claims.get("sub") if isinstance(claims, dict) else "<unreadable>"
 
 
 def relabelled(send: Send, status: int | None, content_type: str | None) -> Send:

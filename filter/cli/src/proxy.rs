@@ -3,7 +3,8 @@
 //!
 //! The client talks plain HTTP to the proxy on a loopback address. The proxy
 //! binds once (and again when the edge says `pqguard_binding="rebind"`),
-//! adds the bearer token and a `PQGuard-Binding` proof to every request,
+//! adds the bearer token, or the session ticket the bind answer carried,
+//! and a `PQGuard-Binding` proof to every request,
 //! and forwards it over TLS 1.3 offering X25519MLKEM768 only, so the hop to
 //! the edge is post-quantum even when the client's own TLS library has no
 //! post-quantum group. Answers (JSON or event streams, GET streams, the
@@ -33,6 +34,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use pqguard_core::bind::{
     self, BoundHeaders, ClientKey, Covered, Issued, Proof, BIND_PATH, PROOF_HEADER,
 };
+use pqguard_core::ticket::TICKET_HEADER;
 use pqguard_core::token::{base64url_decode, base64url_encode, token_digest};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -59,7 +61,7 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Request headers the proxy sets itself.
-const REPLACED: [&str; 2] = ["authorization", PROOF_HEADER];
+const REPLACED: [&str; 3] = ["authorization", PROOF_HEADER, TICKET_HEADER];
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -69,6 +71,9 @@ struct Binding {
     id: String,
     key: Zeroizing<[u8; 32]>,
     expires_at: u64,
+    /// The session ticket of the binding, sent instead of the token when
+    /// the edge issued one, and its SHA3-256 (what proofs then cover).
+    ticket: Option<(String, [u8; 32])>,
     /// Bind again this many seconds before expiry (a quarter of the
     /// binding's life, at most 5 s), so requests rarely meet a 401.
     margin: u64,
@@ -189,15 +194,29 @@ impl State {
         }
         let issued = Issued::from_json(&answer).map_err(|e| e.to_string())?;
         let key = self.key.open(&issued).map_err(|e| e.to_string())?;
+        let ticket = serde_json::from_slice::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| v.get("ticket")?.as_str().map(str::to_owned))
+            .map(|t| {
+                let digest = bind::sha3(t.as_bytes());
+                (t, digest)
+            });
         let binding = Binding {
             id: issued.id,
             key: Zeroizing::new(key),
+            ticket,
             margin: (issued.expires_at.saturating_sub(now()) / 4).min(5),
             expires_at: issued.expires_at,
         };
         eprintln!(
-            "pqguard proxy: bound as {} (until {})",
-            binding.id, binding.expires_at
+            "pqguard proxy: bound as {} (until {}){}",
+            binding.id,
+            binding.expires_at,
+            if binding.ticket.is_some() {
+                ", with a session ticket"
+            } else {
+                ""
+            }
         );
         *slot = Some(binding.clone());
         Ok(binding)
@@ -235,7 +254,10 @@ impl State {
                 mcp_name: header("mcp-name")?,
             },
             body_digest: &bind::sha3(body),
-            token_digest: &self.token_digest,
+            token_digest: binding
+                .ticket
+                .as_ref()
+                .map_or(&self.token_digest, |(_, digest)| digest),
         };
         let proof = Proof::new(&binding.id, &binding.key, &covered, now(), &nonce);
         let uri: Uri = format!("{}{path}", self.origin)
@@ -252,8 +274,11 @@ impl State {
             }
             request = request.header(name, value);
         }
+        let request = match &binding.ticket {
+            Some((ticket, _)) => request.header(TICKET_HEADER, ticket.as_str()),
+            None => request.header("authorization", format!("Bearer {}", self.token)),
+        };
         request
-            .header("authorization", format!("Bearer {}", self.token))
             .header(PROOF_HEADER, proof.to_header())
             .body(Full::new(body.clone()))
             .map_err(|e| e.to_string())
