@@ -203,7 +203,7 @@ pub fn set_pin_state(store: &dyn SharedStore, tool: &str, value: &[u8]) -> Resul
 /// Buckets of the shared replay set: a proof's key picks one, so workers
 /// contend only when they land in the same bucket, and each write copies
 /// one bucket (at most `capacity / REPLAY_BUCKETS` entries), not the set.
-pub const REPLAY_BUCKETS: usize = 256;
+pub const REPLAY_BUCKETS: usize = 4096;
 const REPLAY_ENTRY: usize = 24;
 
 /// The replay set shared by every worker of one Envoy (`replay_scope:
@@ -221,6 +221,11 @@ pub struct SharedReplay<'s> {
     pub capacity: usize,
 }
 
+/// The bucket a proof's replay key falls in.
+pub fn replay_bucket(key: &[u8; 16]) -> usize {
+    usize::from(u16::from_be_bytes([key[0], key[1]])) % REPLAY_BUCKETS
+}
+
 /// Shared-data key of replay bucket `n`.
 pub fn replay_bucket_key(n: usize) -> String {
     format!("pqguard.replay.{n}")
@@ -234,8 +239,7 @@ impl crate::bind::ReplaySet for SharedReplay<'_> {
         now: u64,
     ) -> Result<(), crate::bind::BindError> {
         use crate::bind::BindError;
-        let bucket = usize::from(key[0]) % REPLAY_BUCKETS;
-        let name = replay_bucket_key(bucket);
+        let name = replay_bucket_key(replay_bucket(key));
         let per_bucket = self.capacity.div_ceil(REPLAY_BUCKETS).max(1);
         let mut entry = [0u8; REPLAY_ENTRY];
         entry[..16].copy_from_slice(key);

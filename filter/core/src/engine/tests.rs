@@ -2227,38 +2227,32 @@ mod binding {
         let token = confirmed(&s.pq, &client);
         let (id, key) = bind_now(&mut w, &store, &token, &client);
         let call = || Req::call("f-1", "echo").bearer(&token);
-        let bucket = |nonce: u8| {
-            bind::replay_key(&proof_for(
+        // Nonces of 16 equal bytes give 256 proofs per time; two of them
+        // sharing one of 4096 buckets is likely, not certain: vary the time.
+        let bucket = |nonce: u8, ts: u64| {
+            crate::engine::shared::replay_bucket(&bind::replay_key(&proof_for(
                 &call(),
                 "mcp.test",
                 &token,
                 &id,
                 &key,
-                NOW_S,
+                ts,
                 nonce,
-            ))[0]
+            )))
         };
-        let buckets: Vec<u8> = (0..=255).map(bucket).collect();
-        let Some((one, twin)) = (0..=255u8)
-            .flat_map(|a| (a + 1..=255).map(move |b| (a, b)))
-            .find(|&(a, b)| buckets[usize::from(a)] == buckets[usize::from(b)])
-        else {
-            panic!("no two of 256 nonces share one of 256 buckets");
+        let Some((ts, one, twin, buckets)) = (0..5).find_map(|back| {
+            let ts = NOW_S - back;
+            let buckets: Vec<usize> = (0..=255u8).map(|n| bucket(n, ts)).collect();
+            (0..=255u8)
+                .flat_map(|a| (a + 1..=255).map(move |b| (a, b)))
+                .find(|&(a, b)| buckets[usize::from(a)] == buckets[usize::from(b)])
+                .map(|(a, b)| (ts, a, b, buckets))
+        }) else {
+            panic!("no two proofs share a bucket");
         };
         let first = buckets[usize::from(one)];
-        assert!(
-            send(
-                &mut w,
-                &store,
-                &proven(call(), &token, &id, &key, NOW_S, one)
-            )
-            .forwarded
-        );
-        let busy = send(
-            &mut w,
-            &store,
-            &proven(call(), &token, &id, &key, NOW_S, twin),
-        );
+        assert!(send(&mut w, &store, &proven(call(), &token, &id, &key, ts, one)).forwarded);
+        let busy = send(&mut w, &store, &proven(call(), &token, &id, &key, ts, twin));
         assert_eq!(busy.status(), Some(503));
         assert_eq!(busy.record()["reason_code"], "binding_busy");
         let retry = |o: &Outcome| {
@@ -2276,7 +2270,7 @@ mod binding {
             send(
                 &mut w,
                 &store,
-                &proven(call(), &token, &id, &key, NOW_S, other)
+                &proven(call(), &token, &id, &key, ts, other)
             )
             .forwarded
         );
@@ -2286,7 +2280,7 @@ mod binding {
         let flood = send(
             &mut w,
             &store,
-            &proven(call(), &token, &id, &key, NOW_S, fourth),
+            &proven(call(), &token, &id, &key, ts, fourth),
         );
         assert_eq!(flood.status(), Some(429));
         assert_eq!(flood.record()["reason_code"], "binding_quota");
