@@ -17,13 +17,18 @@ filter, so the whole request is read as a real server would):
     pqg-quiet     the same with request_log: refused
     pqg-strip     pqg-full with auth.forward_token: false (the token is not sent upstream; jwt_authn's
                   default, which the native chain above uses)
+    pqg-ticket    pqg-full's policy on a bound session: a session ticket and a fresh binding proof per
+                  request instead of the token (the proofs are made before each load run, one per
+                  request, as a client makes them; every request passes the MAC and the replay set)
     before-full   (--before) another pqguard module with the pqg-full configuration
 
-Load: wrk -t1 -c16 POSTing tools/call `echo`; rounds alternate the listeners, so drift on this shared
+Load: wrk -t1 -c16 POSTing tools/call `echo` (every listener's requests built per request by the same
+Lua `request()`, so the client's work is alike); rounds alternate the listeners, so drift on this shared
 machine hits them all alike. Reported: requests/s per round; the median over rounds of each round's
 ratio to passthrough and to native; p99 (closed loop); Envoy CPU µs per request (from /proc, over the
 whole run of a listener). Before the load, every listener must answer `echo` 200 and, where a policy
 applies, `run_python` 403: a chain that lets everything through would be fast for the wrong reason.
+The open loop (oha, one fixed request) skips pqg-ticket: its requests cannot repeat.
 
 `--open-loop RATE` adds latency at a fixed request rate (oha from crates.io, latency-corrected), per
 listener, two passes: p50 and p99 there are the latency figures that count (a closed loop at
@@ -36,6 +41,9 @@ Absolute figures on a shared 2-core machine are noise; the ratios within one run
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -85,6 +93,26 @@ class Keys:
         self.pq_token = cli(binary, "mint", "--key", str(work / "pq.jwk"), *mint).strip()
         self.es_jwks = work / "es-jwks.json"
         self.pq_jwks = json.loads((work / "pq-jwks.json").read_text())
+        # A client ML-KEM key and a token confirmed for it (cnf), for the bound listener.
+        self.client_key = work / "client.json"
+        cli(binary, "bind", "key", "--out", str(self.client_key))
+        self.bound_token = cli(binary, "mint", "--key", str(work / "pq.jwk"), *mint,
+                               "--bind-ek", str(self.client_key)).strip()
+
+
+def field(value: bytes | None) -> bytes:
+    return b"\0" if value is None else b"\1" + len(value).to_bytes(4, "big") + value
+
+
+def proof(binding_id: str, key: bytes, authority: str, body: bytes, carried: str, nonce: bytes) -> str:
+    """A format-2 PQGuard-Binding value (README, "Bound sessions") for POST /mcp with no MCP headers."""
+    ts = int(time.time())
+    mac = hmac.new(key, b"".join([b"pqguard-bind-v2 request\0", field(b"POST"), field(b"/mcp"),
+                                  field(authority.encode()), *[field(None)] * 4, hashlib.sha3_256(body).digest(),
+                                  ts.to_bytes(8, "big"), field(nonce), hashlib.sha3_256(carried.encode()).digest()]),
+                   hashlib.sha3_256).digest()
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    return f"v=2, id={binding_id}, ts={ts}, nonce={b64(nonce)}, mac={b64(mac)}"
 
 
 def wasm_filter(vm_id: str, path: Path, config: dict[str, Any] | None) -> dict[str, Any]:
@@ -163,6 +191,14 @@ class Bench:
         }
         if a.before:
             self.chains["before-full"] = ([wasm_filter("before-full", a.before, full)], pq, True)
+        bound = dict(full, auth=dict(full["auth"], forward_token=False), binding={
+            "secrets": [{"kid": "b1", "secret": "YmVuY2ggYmluZGluZyBzZWNyZXQsIDMyIGJ5dGVzIG9yIG1vcmU"}],
+            "ticket_secrets": [{"kid": "t1", "secret": "YmVuY2ggdGlja2V0IHNlY3JldCwgMzIgYnl0ZXMgb3IgbW9yZQ"}],
+            # One client sends every request: a quota and a set large enough for the whole run.
+            "window_seconds": 30, "replay_capacity": 2000000, "replay_per_binding": 1000000000})
+        self.chains["pqg-ticket"] = ([wasm_filter("pqg-ticket", a.wasm, bound)], self.keys.bound_token, True)
+        # listener -> (binding id, binding key, ticket), filled once Envoy runs
+        self.sessions: dict[str, tuple[str, bytes, str]] = {}
         variant_config = {"full": full, "strip": dict(full, auth=dict(full["auth"], forward_token=False)),
                           "inspect": {}}[a.variant_config]
         for variant in a.variant:
@@ -209,6 +245,38 @@ class Bench:
                 time.sleep(0.05)
         sys.exit("Envoy not ready:\n" + (self.work / "envoy.log").read_text()[-3000:])
 
+    def bind(self) -> None:
+        """Binds the bound listeners' token (the CLI opens the answer) and keeps the ticket."""
+        for name in [n for n in self.chains if n == "pqg-ticket"]:
+            ek = json.loads(self.keys.client_key.read_text())["ek"]
+            c = http.client.HTTPConnection("127.0.0.1", self.ports[name], timeout=10)
+            c.request("POST", "/.well-known/pqguard/bind", body=json.dumps({"ek": ek}),
+                      headers={"content-type": "application/json", "authorization": f"Bearer {self.chains[name][1]}"})
+            r = c.getresponse()
+            answer = r.read()
+            if r.status != 200:
+                sys.exit(f"{name}: bind answered {r.status}: {answer[:200]!r}")
+            (self.work / "answer.json").write_bytes(answer)
+            opened = json.loads(cli(self.a.cli, "bind", "open", "--key", str(self.keys.client_key),
+                                    str(self.work / "answer.json")))
+            ticket = json.loads(answer)["ticket"]
+            key = base64.urlsafe_b64decode(opened["key"] + "=" * (-len(opened["key"]) % 4))
+            self.sessions[name] = (opened["binding_id"], key, ticket)
+            print(f"{name}: bound; the ticket is {len(ticket)} characters, the token {len(self.chains[name][1])}")
+
+    def request_headers(self, name: str, count: int) -> list[dict[str, str]]:
+        """The headers of ``count`` requests to ``name``: the same for every request, or, on a bound
+        listener, the ticket and a fresh proof each."""
+        base = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        if name not in self.sessions:
+            return [{**base, "authorization": f"Bearer {self.chains[name][1]}"}]
+        binding_id, key, ticket = self.sessions[name]
+        body = json.dumps(CALL, separators=(",", ":")).encode()
+        authority = f"127.0.0.1:{self.ports[name]}"
+        return [{**base, "pqguard-ticket": ticket,
+                 "pqguard-binding": proof(binding_id, key, authority, body, ticket, os.urandom(16))}
+                for _ in range(count)]
+
     def stop(self) -> None:
         if self.proc:
             self.proc.terminate()
@@ -224,8 +292,16 @@ class Bench:
         for name, (_, token, policy) in self.chains.items():
             for tool, want in (("echo", 200), ("run_python", 403 if policy else 200)):
                 c = http.client.HTTPConnection("127.0.0.1", self.ports[name], timeout=5)
-                body = json.dumps({**CALL, "params": {"name": tool, "arguments": {}}})
-                c.request("POST", "/mcp", body=body, headers=self.headers(token))
+                call = CALL if tool == "echo" else {**CALL, "params": {"name": tool, "arguments": {}}}
+                body = json.dumps(call, separators=(",", ":"))
+                headers = self.request_headers(name, 1)[0] if tool == "echo" else self.headers(token)
+                if tool != "echo" and name in self.sessions:
+                    # run_python with the ticket: the policy still refuses it (a proof for echo's body
+                    # would not match, so a proof for this body).
+                    binding_id, key, ticket = self.sessions[name]
+                    headers = {**self.request_headers(name, 1)[0], "pqguard-binding": proof(
+                        binding_id, key, f"127.0.0.1:{self.ports[name]}", body.encode(), ticket, os.urandom(16))}
+                c.request("POST", "/mcp", body=body, headers=headers)
                 r = c.getresponse()
                 r.read()
                 if r.status != want:
@@ -238,13 +314,23 @@ class Bench:
                 "authorization": f"Bearer {token}"}
 
     def wrk(self, name: str, seconds: int) -> dict[str, float]:
-        token = self.chains[name][1]
+        # One set of headers per request (bound listeners: up to 25,000 requests a second), read by
+        # the same Lua for every listener so the client's own work is alike.
+        count = 25000 * seconds if name in self.sessions else 1
+        lines = self.work / f"{name}.headers"
+        lines.write_text("".join(json.dumps(h) + "\n" for h in self.request_headers(name, count)))
         script = self.work / f"{name}.lua"
-        script.write_text(f"""wrk.method = "POST"
-wrk.body = '{json.dumps(CALL, separators=(",", ":"))}'
-wrk.headers["content-type"] = "application/json"
-wrk.headers["accept"] = "application/json, text/event-stream"
-wrk.headers["authorization"] = "Bearer {token}"
+        script.write_text(f"""local body = '{json.dumps(CALL, separators=(",", ":"))}'
+local sets, i = {{}}, 0
+for line in io.lines("{lines}") do
+  local h = {{}}
+  for k, v in line:gmatch('"([^"]+)": "([^"]*)"') do h[k] = v end
+  sets[#sets + 1] = h
+end
+request = function()
+  i = i % #sets + 1
+  return wrk.format("POST", nil, sets[i], body)
+end
 """)
         cpu0 = self.cpu_seconds()
         out = subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", "-s", str(script),
@@ -273,6 +359,7 @@ wrk.headers["authorization"] = "Bearer {token}"
     def run(self) -> dict[str, Any]:
         self.start()
         try:
+            self.bind()
             self.sanity()
             for name in self.chains:
                 self.wrk(name, 2)  # warm-up, unreported
@@ -285,9 +372,9 @@ wrk.headers["authorization"] = "Bearer {token}"
             if self.a.open_loop:
                 if not shutil.which("oha"):
                     sys.exit("--open-loop needs oha (cargo install --locked oha)")
-                latency = {n: [] for n in self.chains}
+                latency = {n: [] for n in self.chains if n not in self.sessions}
                 for _ in range(2):
-                    for name in self.chains:
+                    for name in latency:
                         latency[name].append(self.oha(name, self.a.open_loop))
         finally:
             self.stop()
@@ -307,7 +394,7 @@ def summarize(result: dict[str, Any], open_loop: float) -> list[dict[str, Any]]:
                "vs_noop": ratio(runs, rounds["noop-wasm"]),
                "vs_noop_pqtoken": ratio(runs, rounds["noop-wasm-pqtoken"]), "p99_ms": statistics.median(r["p99_ms"] for r in runs),
                "cpu_us": statistics.median(r["cpu_us"] for r in runs)}
-        if latency:
+        if latency.get(name):
             row["open_p50_ms"] = statistics.median(x["p50_ms"] for x in latency[name])
             row["open_p99_ms"] = statistics.median(x["p99_ms"] for x in latency[name])
             row["open_success"] = min(x["success"] for x in latency[name])
@@ -319,7 +406,7 @@ def summarize(result: dict[str, Any], open_loop: float) -> list[dict[str, Any]]:
         line = (f"| {r['listener']} | {r['rps']:.0f} | {r['vs_passthrough']:.2f} | {r['vs_native']:.2f} | "
                 f"{r['vs_noop']:.2f} | {r['vs_noop_pqtoken']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us']:.0f} |")
         if latency:
-            line += f" {r['open_p50_ms']:.2f} / {r['open_p99_ms']:.2f} |"
+            line += (f" {r['open_p50_ms']:.2f} / {r['open_p99_ms']:.2f} |" if "open_p50_ms" in r else " - |")
         print(line)
     return rows
 

@@ -358,13 +358,13 @@ fn default_ttl() -> u64 {
     3600
 }
 fn default_window() -> u64 {
-    60
+    30
 }
 fn default_true() -> bool {
     true
 }
 fn default_replay() -> usize {
-    100_000
+    500_000
 }
 fn default_per_binding() -> usize {
     2_000
@@ -906,6 +906,33 @@ impl Proof {
         Ok((kid, exp))
     }
 
+    /// Checks this proof with a binding key already derived (a session
+    /// ticket's, kept by the worker): the binding's expiry, the time and
+    /// the MAC, as [`Proof::verify`] does after deriving the key.
+    pub fn verify_with_key(
+        &self,
+        key: &Key32,
+        request: &Covered<'_>,
+        now: u64,
+        window_seconds: u64,
+    ) -> Result<(), BindError> {
+        let (_, exp) = Self::id_parts(&self.id)?;
+        if now > exp {
+            return Err(BindError::Expired);
+        }
+        let too_old = now.saturating_sub(self.ts) > window_seconds;
+        let too_new = self.ts.saturating_sub(now) > FUTURE_SKEW_SECONDS;
+        if too_old || too_new {
+            return Err(BindError::OutsideWindow);
+        }
+        let expected = request_mac(key, request, self.ts, &self.nonce);
+        if constant_time_eq(&expected, &self.mac) {
+            Ok(())
+        } else {
+            Err(BindError::BadMac)
+        }
+    }
+
     /// Checks this proof (filter side), except replay: the binding's
     /// secret, expiry, the time (at most `window_seconds` old, at most
     /// [`FUTURE_SKEW_SECONDS`] ahead) and the MAC, in constant time. The
@@ -921,37 +948,23 @@ impl Proof {
         now: u64,
         window_seconds: u64,
     ) -> Result<(), BindError> {
-        let (kid, exp) = Self::id_parts(&self.id)?;
+        let (kid, _) = Self::id_parts(&self.id)?;
         let secret = secrets
             .iter()
             .find(|s| s.kid == kid)
             .ok_or(BindError::UnknownSecret)?;
-        if now > exp {
-            return Err(BindError::Expired);
-        }
-        let too_old = now.saturating_sub(self.ts) > window_seconds;
-        let too_new = self.ts.saturating_sub(now) > FUTURE_SKEW_SECONDS;
-        if too_old || too_new {
-            return Err(BindError::OutsideWindow);
-        }
         let key = zeroize::Zeroizing::new(binding_key(secret, &self.id, key_digest));
-        let expected = request_mac(&key, request, self.ts, &self.nonce);
-        if constant_time_eq(&expected, &self.mac) {
-            Ok(())
-        } else {
-            Err(BindError::BadMac)
-        }
+        self.verify_with_key(&key, request, now, window_seconds)
     }
 }
 
-/// The replay key of a proof: the first 16 bytes of SHA3-256(id 0 nonce).
+/// The replay key of a proof: the first 16 bytes of its MAC. A MAC only
+/// the binding key makes, over the nonce, the time and the whole request:
+/// the same proof sent again has the same key, and nobody without the key
+/// can choose one (so nobody can aim at a bucket, or at another's entry).
 pub fn replay_key(proof: &Proof) -> [u8; 16] {
-    let digest = hmac(
-        b"pqguard replay",
-        &[proof.id.as_bytes(), b"\0", &proof.nonce],
-    );
     let mut key = [0u8; 16];
-    key.copy_from_slice(&digest[..16]);
+    key.copy_from_slice(&proof.mac[..16]);
     key
 }
 
@@ -1021,8 +1034,8 @@ impl ReplaySet for ReplayCache {
 /// set: at most `limit` per binding per `window` seconds.
 #[derive(Debug)]
 pub struct BindingQuota {
-    /// Binding tag → (start of its current window, proofs in it).
-    counts: std::collections::HashMap<[u8; 8], (u64, usize)>,
+    /// Binding id → (start of its current window, proofs in it).
+    counts: std::collections::HashMap<String, (u64, usize)>,
     limit: usize,
     window: u64,
 }
@@ -1044,10 +1057,10 @@ impl BindingQuota {
             self.counts
                 .retain(|_, (start, _)| start.saturating_add(window) > now);
         }
-        let digest = sha3(id.as_bytes());
-        let mut tag = [0u8; 8];
-        tag.copy_from_slice(&digest[..8]);
-        let entry = self.counts.entry(tag).or_insert((now, 0));
+        let entry = match self.counts.get_mut(id) {
+            Some(e) => e,
+            None => self.counts.entry(id.to_owned()).or_insert((now, 0)),
+        };
         if entry.0.saturating_add(self.window) <= now {
             *entry = (now, 0);
         }
@@ -1060,11 +1073,8 @@ impl BindingQuota {
 
     /// Seconds until binding `id` may send proofs again (at least 1).
     pub fn retry_after(&self, id: &str, now: u64) -> u64 {
-        let digest = sha3(id.as_bytes());
-        let mut tag = [0u8; 8];
-        tag.copy_from_slice(&digest[..8]);
         self.counts
-            .get(&tag)
+            .get(id)
             .map_or(1, |(start, _)| {
                 start.saturating_add(self.window).saturating_sub(now)
             })

@@ -212,8 +212,8 @@ pub struct Exchange {
     /// Response bytes buffered so far (for an answer ended by trailers).
     response_size: usize,
     /// The session ticket that stood for the token: its digest (what the
-    /// proof's MAC covers) and its binding id.
-    ticket: Option<([u8; 32], String)>,
+    /// proof's MAC covers), its binding id and key.
+    ticket: Option<super::worker::OpenedTicket>,
     /// The token's `cnf` names an ML-KEM key.
     confirmed_mlkem: bool,
 }

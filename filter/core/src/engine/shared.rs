@@ -209,7 +209,8 @@ const REPLAY_ENTRY: usize = 24;
 /// The replay set shared by every worker of one Envoy (`replay_scope:
 /// envoy`): [`REPLAY_BUCKETS`] shared-data entries, each a list of
 /// (16-byte key, expiry) changed by compare-and-swap, expired entries
-/// dropped on every write. A bucket that cannot be read or written after a
+/// dropped on every write; a bucket holds at most twice its share of
+/// `capacity`. A bucket that cannot be read or written after a
 /// few attempts answers [`BindError::Busy`] (the request is refused with
 /// 503): never accept a proof that was not remembered.
 ///
@@ -240,7 +241,14 @@ impl crate::bind::ReplaySet for SharedReplay<'_> {
     ) -> Result<(), crate::bind::BindError> {
         use crate::bind::BindError;
         let name = replay_bucket_key(replay_bucket(key));
-        let per_bucket = self.capacity.div_ceil(REPLAY_BUCKETS).max(1);
+        // Proofs fall into buckets at random, so a bucket holds twice its
+        // share: the set refuses (Busy) only near `capacity`, not when the
+        // fullest bucket of a half-full set overflows.
+        let per_bucket = self
+            .capacity
+            .saturating_mul(2)
+            .div_ceil(REPLAY_BUCKETS)
+            .max(1);
         let mut entry = [0u8; REPLAY_ENTRY];
         entry[..16].copy_from_slice(key);
         entry[16..].copy_from_slice(&until.to_be_bytes());

@@ -173,9 +173,22 @@ fn batch_call(collector: &crate::audit::CollectorSettings, batch: &[String]) -> 
     }
 }
 
-/// A session ticket opened by this worker: the token it stands for, the
-/// key set it was checked against, and its binding id.
-pub(super) type OpenedTicket = (Arc<crate::token::VerifiedToken>, [u8; 32], String);
+/// A session ticket opened by this worker, kept by its text so that a
+/// request that carries it again costs a lookup, not a digest, a decryption
+/// and a key derivation.
+#[derive(Debug, Clone)]
+pub(super) struct OpenedTicket {
+    /// The token it stands for.
+    pub token: Arc<crate::token::VerifiedToken>,
+    /// The key set it was checked against (another one: open it again).
+    pub key_set: [u8; 32],
+    /// SHA3-256 of the ticket: what its requests' proofs cover.
+    pub digest: [u8; 32],
+    /// Its binding's id and key.
+    pub binding_id: String,
+    /// The binding key (wiped when dropped).
+    pub key: zeroize::Zeroizing<[u8; 32]>,
+}
 
 /// State of one worker.
 #[derive(Debug)]
@@ -199,7 +212,7 @@ pub struct Worker {
     fresh_entropy: bool,
     /// Opened session tickets by SHA3-256 of their text, with the key set
     /// they were checked against (see [`crate::ticket`]).
-    pub(super) tickets: HashMap<[u8; 32], OpenedTicket>,
+    pub(super) tickets: HashMap<String, OpenedTicket>,
     /// TLS facts of the connections this worker served (see
     /// [`super::ConnectionCache`]).
     pub connections: super::ConnectionCache,

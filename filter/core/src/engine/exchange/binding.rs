@@ -87,8 +87,8 @@ impl Exchange {
                     return Err(rejection(&BindError::NoToken));
                 }
                 let proof = Proof::parse(value).map_err(|e| rejection(&e))?;
-                if let Some((_, ticket_binding)) = &self.ticket {
-                    if *ticket_binding != proof.id {
+                if let Some(ticket) = &self.ticket {
+                    if ticket.binding_id != proof.id {
                         return Err(rejection(&BindError::Ticket(
                             "the proof is for another binding than the ticket",
                             false,
@@ -133,7 +133,7 @@ impl Exchange {
         let body_digest = bind::sha3(body);
         // With a ticket the MAC covers the ticket, and the key still comes
         // from the token the binding was made for.
-        let carried = self.ticket.as_ref().map_or(token.digest, |(d, _)| *d);
+        let carried = self.ticket.as_ref().map_or(token.digest, |t| t.digest);
         {
             let Some(settings) = w.config().binding.as_ref() else {
                 return Ok(());
@@ -152,15 +152,17 @@ impl Exchange {
                 body_digest: &body_digest,
                 token_digest: &carried,
             };
-            proof
-                .verify(
+            match &self.ticket {
+                Some(t) => proof.verify_with_key(&t.key, &covered, now, settings.window_seconds),
+                None => proof.verify(
                     &settings.secrets,
                     &covered,
                     &token.digest,
                     now,
                     settings.window_seconds,
-                )
-                .map_err(|e| rejection(&e))?;
+                ),
+            }
+            .map_err(|e| rejection(&e))?;
         }
         w.check_replay(store, &proof, now).map_err(|e| {
             let mut r = rejection(&e);
@@ -220,30 +222,28 @@ impl Exchange {
             return Err(r);
         };
         let now = self.started_ms / 1000;
-        let digest = bind::sha3(text.as_bytes());
         let cached = w
             .tickets
-            .get(&digest)
-            .filter(|(_, set, _)| set == keys.id())
-            .map(|(t, _, id)| (t.clone(), id.clone()));
-        let (token, binding_id) = match cached {
+            .get(text.as_str())
+            .filter(|t| t.key_set == *keys.id())
+            .cloned();
+        let opened = match cached {
             Some(hit) => {
                 out.count("pqguard.ticket_cache.hit", 1);
                 hit
             }
             None => {
                 out.count("pqguard.ticket_cache.miss", 1);
-                let (t, id) = Self::open_ticket(w, &keys, &text, now)?;
-                let t = Arc::new(t);
+                let opened = Self::open_ticket(w, &keys, &text, now)?;
                 let capacity = w.config().auth.as_ref().map_or(1, |a| a.cache_capacity);
                 if w.tickets.len() >= capacity {
                     w.tickets.clear();
                 }
-                w.tickets
-                    .insert(digest, (t.clone(), *keys.id(), id.clone()));
-                (t, id)
+                w.tickets.insert(text, opened.clone());
+                opened
             }
         };
+        let token = opened.token.clone();
         if now > token.claims.exp {
             return Err(rejection(&BindError::Ticket("expired", true)));
         }
@@ -252,7 +252,7 @@ impl Exchange {
             1,
         );
         self.token = Some(token);
-        self.ticket = Some((digest, binding_id));
+        self.ticket = Some(opened);
         Ok(())
     }
 
@@ -262,7 +262,7 @@ impl Exchange {
         keys: &crate::token::KeySet,
         text: &str,
         now: u64,
-    ) -> Result<(VerifiedToken, String), Rejection> {
+    ) -> Result<crate::engine::worker::OpenedTicket, Rejection> {
         let settings =
             w.config().binding.as_ref().ok_or_else(|| {
                 rejection(&BindError::Ticket("tickets are not accepted here", false))
@@ -313,13 +313,30 @@ impl Exchange {
                 r
             })?;
         claims.exp = claims.exp.min(contents.exp);
+        let (binding_kid, _) = Proof::id_parts(&contents.binding_id).map_err(|e| rejection(&e))?;
+        let binding_secret = settings
+            .secrets
+            .iter()
+            .find(|s| s.kid == binding_kid)
+            .ok_or_else(|| rejection(&BindError::UnknownSecret))?;
+        let key = zeroize::Zeroizing::new(bind::binding_key(
+            binding_secret,
+            &contents.binding_id,
+            &contents.token_digest,
+        ));
         let token = VerifiedToken {
             alg,
             kid: contents.kid.clone(),
             claims,
             digest: contents.token_digest,
         };
-        Ok((token, contents.binding_id))
+        Ok(crate::engine::worker::OpenedTicket {
+            token: Arc::new(token),
+            key_set: *keys.id(),
+            digest: bind::sha3(text.as_bytes()),
+            binding_id: contents.binding_id,
+            key,
+        })
     }
 
     /// Serves a bind request: `{"ek": "<base64url ML-KEM-768 encapsulation
