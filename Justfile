@@ -95,7 +95,7 @@ _fuzz-setup:
     rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
     cargo fuzz --version 2>/dev/null | grep -q '0.13.2' || cargo install --quiet --locked cargo-fuzz --version 0.13.2
 
-# Fuzz one target for SECONDS (targets: json_scan mcp_body engine_request tools_list jws jwks config audit_line). New inputs go to fuzz/work/TARGET (not committed); a crash is left in fuzz/artifacts/TARGET and fails the run. See fuzz/README.md.
+# Fuzz one target for SECONDS (targets: json_scan mcp_body engine_request tools_list jws jwks config audit_line bind_proof). New inputs go to fuzz/work/TARGET (not committed); a crash is left in fuzz/artifacts/TARGET and fails the run. See fuzz/README.md.
 fuzz TARGET SECONDS="60": _fuzz-setup
     mkdir -p fuzz/work/{{TARGET}}
     cd fuzz && cargo +nightly fuzz run -O {{TARGET}} work/{{TARGET}} corpus/{{TARGET}} -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 -print_final_stats=1
@@ -208,7 +208,7 @@ _wrk:
         exit 1
     fi
 
-# --- Shipping: OCI image, compose stack, Kubernetes examples, releases (deploy/README-deploying.md) ---
+# --- Shipping: OCI image, compose stack, Kubernetes examples, releases (README, "Deploying") ---
 
 # Debian packages of the shipping tests (podman, runc, docker-registry, skopeo) and the Python test dependencies; idempotent.
 setup-ship:

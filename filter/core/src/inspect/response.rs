@@ -35,8 +35,10 @@ impl ResponseFormat {
     }
 }
 
-/// Why a response that policy needs cannot be understood. The shim fails
-/// closed on these (502): forwarding an answer it could not filter would
+/// Why a response that policy needs cannot be understood. The engine fails
+/// closed on these: the answer's body is replaced by a JSON-RPC internal
+/// error for the request id (the status the server sent is kept, since the
+/// head has gone on already): forwarding an answer it could not filter would
 /// show tools the caller may not see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
