@@ -16,7 +16,10 @@ use crate::token::VerifiedToken;
 pub const SHARED_KEY_PREFIX: &str = "pqguard.identity.";
 
 /// Who a request comes from, for per-identity state: issuer and subject of
-/// a verified token, else the digest of a verified client certificate.
+/// a verified token; else the digest of a verified client certificate; else,
+/// for a token without `sub`, the token itself (its SHA3-256), so that the
+/// same token used first over a post-quantum and then over a classical
+/// handshake is still a downgrade.
 pub fn identity_key(
     token: Option<&VerifiedToken>,
     peer_cert_digest: Option<&str>,
@@ -27,7 +30,13 @@ pub fn identity_key(
             return Some(format!("{SHARED_KEY_PREFIX}jwt:{}:{iss}|{sub}", iss.len()));
         }
     }
-    peer_cert_digest.map(|d| format!("{SHARED_KEY_PREFIX}cert:{d}"))
+    if let Some(d) = peer_cert_digest {
+        return Some(format!("{SHARED_KEY_PREFIX}cert:{d}"));
+    }
+    token.map(|t| {
+        let hex: String = t.digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{SHARED_KEY_PREFIX}token:{hex}")
+    })
 }
 
 /// What pqguard remembers about one identity.
@@ -257,6 +266,16 @@ mod tests {
             Some("pqguard.identity.cert:ab12")
         );
         assert_eq!(identity_key(None, None), None);
+        // A token without sub: the certificate when there is one, else the token.
+        let mut anonymous = tok("a", "b");
+        anonymous.claims.sub = None;
+        anonymous.digest = [0xab; 32];
+        assert_eq!(
+            identity_key(Some(&anonymous), Some("cd34")).as_deref(),
+            Some("pqguard.identity.cert:cd34")
+        );
+        let key = identity_key(Some(&anonymous), None).unwrap_or_default();
+        assert_eq!(key, format!("pqguard.identity.token:{}", "ab".repeat(32)));
     }
 
     #[test]

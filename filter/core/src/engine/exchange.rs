@@ -816,7 +816,10 @@ impl Exchange {
         );
         }
         self.answer = Answer::PassThrough;
-        if removed > 0 {
+        // Under a policy every list is this caller's: a filtered one, or one
+        // the server marked for shared caches, goes out marked private.
+        let private = w.config().policy.is_some() && parsed.answer.mark_private(removed == 0);
+        if removed > 0 || private {
             // If this replacement fails, `replace_failed` refuses the answer.
             self.answer = Answer::Buffering(format, id);
             return Action::ReplaceResponseBody {

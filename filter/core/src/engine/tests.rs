@@ -218,8 +218,10 @@ fn send(w: &mut Worker, store: &dyn SharedStore, req: &Req) -> Outcome {
     }
 }
 
-/// Feeds a JSON answer to a forwarded request's exchange; returns the
-/// bytes the client gets (`None`: the answer passed unchanged).
+/// Feeds a 200 JSON answer to a forwarded `tools/list` request's exchange;
+/// returns the bytes the client gets (`None`: read, and passed unchanged).
+/// Panics when the engine does not read the answer at all: a test of what
+/// a caller sees must never pass on the path that skips reading.
 fn answer(w: &mut Worker, store: &dyn SharedStore, o: &mut Outcome, body: &str) -> Option<Vec<u8>> {
     let start = ResponseStart {
         status: Some("200".into()),
@@ -230,10 +232,11 @@ fn answer(w: &mut Worker, store: &dyn SharedStore, o: &mut Outcome, body: &str) 
         cluster: None,
     };
     let action = o.exchange.response_head(w, start, &mut o.out);
-    if action == Action::Continue {
-        return None;
-    }
-    assert_eq!(action, Action::DropResponseHeaders(&["content-length"]));
+    assert_eq!(
+        action,
+        Action::DropResponseHeaders(&["content-length"]),
+        "the tools/list answer must be read"
+    );
     let n = body.len();
     assert_eq!(
         o.exchange
@@ -1039,6 +1042,39 @@ fn a_token_that_cannot_be_removed_is_never_forwarded() {
 }
 
 #[test]
+fn a_list_filtered_per_caller_is_never_left_for_a_shared_cache() {
+    let p = policy(false);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    let list = r#"{"jsonrpc":"2.0","id":"l-1","method":"tools/list"}"#;
+    let public = TOOLS.replacen(
+        r#""result":{"#,
+        r#""result":{"ttlMs":60000,"cacheScope":"public","#,
+        1,
+    );
+    // The PQ caller sees every tool, but the answer is still its own.
+    let mut pq = send(&mut w, &store, &Req::post(list).bearer(&t));
+    let got = answer(&mut w, &store, &mut pq, &public).expect("marked private");
+    let v: Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(v["result"]["cacheScope"], "private");
+    assert_eq!(v["result"]["ttlMs"], 60000);
+    assert_eq!(tool_names(&got), ["echo", "run_python"]);
+    // A filtered list says private even when the server said nothing.
+    let mut classical = send(
+        &mut w,
+        &store,
+        &Req::post(list).bearer(&t).over(Some(CLASSICAL)),
+    );
+    let got = answer(&mut w, &store, &mut classical, TOOLS).expect("filtered");
+    let v: Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(v["result"]["cacheScope"], "private");
+    // An unfiltered answer that says nothing of caching passes as it is.
+    let mut plain = send(&mut w, &store, &Req::post(list).bearer(&t));
+    assert_eq!(answer(&mut w, &store, &mut plain, TOOLS), None);
+}
+
+#[test]
 fn tools_list_shows_each_caller_only_what_it_may_call() {
     let p = policy(false);
     let store = MemoryStore::new();
@@ -1226,6 +1262,28 @@ impl SharedStore for Failing {
     fn create(&self, _key: &str, _value: &[u8]) -> Result<bool, String> {
         Err("shared data unavailable".into())
     }
+}
+
+#[test]
+fn a_token_without_sub_is_still_tracked_for_downgrades() {
+    let p = policy(true);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let now = (NOW_MS / 1000) as i64;
+    let Value::Object(claims) = json!({
+        "iss": ISS, "aud": AUD, "scope": "tools:call", "iat": now, "exp": now + 300,
+    }) else {
+        unreachable!()
+    };
+    let t = mint(&p.pq, &claims).unwrap();
+    assert!(send(&mut w, &store, &Req::call("s-1", "echo").bearer(&t)).forwarded);
+    let o = send(
+        &mut w,
+        &store,
+        &Req::call("s-2", "echo").bearer(&t).over(Some(CLASSICAL)),
+    );
+    assert_eq!(o.status(), Some(403));
+    assert_eq!(o.out.counted("pqguard.downgrade_attempts"), 1);
 }
 
 #[test]

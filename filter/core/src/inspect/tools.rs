@@ -169,6 +169,28 @@ impl ToolsListAnswer {
         before - tools.len()
     }
 
+    /// Marks the result `cacheScope: "private"` (MCP 2026-07-28): an answer
+    /// filtered per caller must not be kept by a shared cache and served to
+    /// another caller. Returns whether it changed. With `only_if_present`,
+    /// a result that says nothing of caching is left as it is.
+    pub fn mark_private(&mut self, only_if_present: bool) -> bool {
+        let Some(result) = self
+            .message
+            .get_mut("result")
+            .and_then(Value::as_object_mut)
+        else {
+            return false;
+        };
+        match result.get("cacheScope") {
+            Some(Value::String(s)) if s == "private" => false,
+            None if only_if_present => false,
+            _ => {
+                result.insert("cacheScope".into(), Value::from("private"));
+                true
+            }
+        }
+    }
+
     /// The (possibly rewritten) message as compact JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.message).unwrap_or_default()
