@@ -263,8 +263,6 @@ HEAD_CASES = {
     "content-encoding-gzip": HeadCase(
         [*JSON_HEADERS, ("content-encoding", "gzip")], 415, -32600, "unsupported_content_encoding",
         body=gzip.compress(b'{"jsonrpc":"2.0","id":"h-1","method":"tools/list"}')),
-    "unknown-protocol-version": HeadCase(
-        [*JSON_HEADERS, ("mcp-protocol-version", "1999-01-01")], 400, -32600, "unsupported_protocol_version"),
     "repeated-mcp-method": HeadCase(
         [*JSON_HEADERS, ("mcp-method", "tools/list"), ("mcp-method", "tools/list")], 400, -32600, "invalid_request",
         record_detail="header mcp-method appears more than once"),
@@ -328,6 +326,24 @@ def test_head_refusals(pqguard: Topology, case: str, route: str) -> None:
     assert_inspect_agrees(route, exch, c.body, c.headers, record)
     if case == "repeated-content-type":
         assert record.get("detail") == 'content-type "application/json,application/json"', record
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_an_unknown_protocol_version_is_refused_with_the_id_and_what_is_supported(pqguard: Topology,
+                                                                                   route: str) -> None:
+    """MCP 2026-07-28's answer to a version the server does not know: 400, -32022
+    UnsupportedProtocolVersion with ``data: {supported, requested}`` and the request's id (pqguard
+    reads the body for it; nothing is forwarded)."""
+    body = b'{"jsonrpc":"2.0","id":"h-1","method":"tools/list"}'
+    exch = send(pqguard, route, body, [*JSON_HEADERS, ("mcp-protocol-version", "1999-01-01")])
+    assert exch.status == 400, exch.body
+    reply = json.loads(exch.body)
+    assert reply["id"] == "h-1" and reply["error"]["code"] == -32022, reply
+    assert reply["error"]["data"]["requested"] == "1999-01-01", reply
+    assert {"2025-03-26", "2025-11-25", "2026-07-28"} <= set(reply["error"]["data"]["supported"]), reply
+    record = exch.record(pqguard, None)
+    assert record.get("reason") == "unsupported_protocol_version", record
+    exch.server.assert_nothing_reached()
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -463,6 +463,17 @@ impl Exchange {
                 }
                 self.forward(w, out, Self::record)
             }
+            HeadVerdict::Reject(rejection)
+                if rejection.reason == Reason::UnsupportedProtocolVersion
+                    && self.head.http_method == "POST"
+                    && !start.end_of_stream =>
+            {
+                // The answer names the request's id: read the body first
+                // (nothing is forwarded meanwhile).
+                self.pending = Some(rejection);
+                self.phase = Phase::Buffering;
+                Action::Pause
+            }
             HeadVerdict::Reject(rejection) => self.refuse(w, out, rejection),
             HeadVerdict::InspectBody => {
                 self.phase = Phase::Buffering;
@@ -557,7 +568,19 @@ impl Exchange {
             );
             return self.refuse(w, out, r);
         }
-        let parsed = head::parse_body(w.config(), &self.head, body);
+        let parsed = match head::parse_body(w.config(), &self.head, body) {
+            // A version pqguard does not know: read the body as the newest
+            // one does, only for the id the refusal echoes.
+            Err(r) if r.reason == Reason::UnsupportedProtocolVersion && self.pending.is_some() => {
+                crate::inspect::mcp::parse_body(
+                    body,
+                    crate::inspect::mcp::ProtocolVersion::V2026_07_28,
+                    &w.config().parse,
+                )
+                .map_err(Rejection::from)
+            }
+            other => other,
+        };
         if let Some(settings) = &w.config().audit {
             let mut d = self.audit_base().with_body(body);
             if let Ok(inspected) = &parsed {

@@ -302,11 +302,36 @@ fn policy(block_downgrades: bool) -> Policy {
 // ---- head and body refusals ---------------------------------------------
 
 #[test]
+fn an_unknown_protocol_version_is_refused_with_the_request_id_and_what_is_supported() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let req = Req::post(r#"{"jsonrpc":"2.0","id":"u-1","method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01"}}}"#)
+        .header("mcp-protocol-version", "2099-01-01");
+    let o = send(&mut w, &store, &req);
+    assert!(!o.forwarded);
+    assert_eq!(o.error(), (Some(400), json!(-32022), json!("u-1")));
+    let (_, body) = o.reply.clone().unwrap();
+    assert_eq!(body["error"]["data"]["requested"], "2099-01-01");
+    let supported = body["error"]["data"]["supported"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(supported.contains(&json!("2026-07-28")) && supported.contains(&json!("2025-03-26")));
+    assert_eq!(o.record()["reason"], "unsupported_protocol_version");
+    // A body that is not even JSON still gets the refusal (without an id).
+    let junk = Req::post("not json").header("mcp-protocol-version", "2099-01-01");
+    assert_eq!(
+        send(&mut w, &store, &junk).error(),
+        (Some(400), json!(-32022), Value::Null)
+    );
+}
+
+#[test]
 fn refusals_decided_on_the_head_get_their_status_and_never_read_the_body() {
     let store = MemoryStore::new();
     let mut w = worker(json!({}), &store);
     let list = r#"{"jsonrpc":"2.0","id":"h-1","method":"tools/list"}"#;
-    let cases: [(&str, Req, u16, i64, &str); 5] = [
+    let cases: [(&str, Req, u16, i64, &str); 4] = [
         (
             "text/plain",
             Req {
@@ -323,13 +348,6 @@ fn refusals_decided_on_the_head_get_their_status_and_never_read_the_body() {
             415,
             -32600,
             "unsupported_content_encoding",
-        ),
-        (
-            "version",
-            Req::post(list).header("mcp-protocol-version", "1999-01-01"),
-            400,
-            -32600,
-            "unsupported_protocol_version",
         ),
         (
             "repeated",
@@ -1160,12 +1178,48 @@ fn a_pinned_tool_that_changed_is_hidden_and_refused_on_every_worker() {
 fn mcp_param_headers_are_refused_on_anything_but_a_tools_call() {
     let store = MemoryStore::new();
     let mut w = worker(json!({}), &store);
-    let req = Req::post(r#"{"jsonrpc":"2.0","id":"m-1","method":"tools/list"}"#)
+    let req = Req::post(r#"{"jsonrpc":"2.0","id":"m-1","method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#)
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", "tools/list")
         .header("mcp-param-region", "eu");
     let o = send(&mut w, &store, &req);
     assert_eq!(o.error(), (Some(400), json!(-32020), json!("m-1")));
+}
+
+#[test]
+fn the_2026_07_28_errors_are_the_ones_the_conformance_suite_expects() {
+    let store = MemoryStore::new();
+    let mut w = worker(json!({}), &store);
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}"#;
+    // The header, but no params._meta protocol version: invalid params.
+    let no_meta = Req::post(r#"{"jsonrpc":"2.0","id":"v-1","method":"server/discover"}"#)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "server/discover");
+    assert_eq!(
+        send(&mut w, &store, &no_meta).error(),
+        (Some(400), json!(-32602), json!("v-1"))
+    );
+    // A method removed in 2026-07-28: not found, whatever its old params.
+    for method in ["resources/subscribe", "resources/unsubscribe"] {
+        let body =
+            format!(r#"{{"jsonrpc":"2.0","id":"v-2","method":"{method}","params":{{{meta}}}}}"#);
+        let req = Req::post(&body)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method);
+        assert_eq!(
+            send(&mut w, &store, &req).error(),
+            (Some(404), json!(-32601), json!("v-2")),
+            "{method}"
+        );
+    }
+    // Still read for their params in 2025-11-25.
+    let old =
+        Req::post(r#"{"jsonrpc":"2.0","id":"v-3","method":"resources/subscribe","params":{}}"#)
+            .header("mcp-protocol-version", "2025-11-25");
+    assert_eq!(
+        send(&mut w, &store, &old).error(),
+        (Some(400), json!(-32602), json!("v-3"))
+    );
 }
 
 #[test]

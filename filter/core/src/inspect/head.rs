@@ -160,10 +160,12 @@ impl RequestHead {
         match self.protocol_version.as_deref() {
             None => Ok(ProtocolVersion::V2025_03_26),
             Some(v) => ProtocolVersion::parse(v.trim()).ok_or_else(|| {
-                Rejection::new(
+                let mut r = Rejection::new(
                     Reason::UnsupportedProtocolVersion,
                     format!("MCP-Protocol-Version {v:?} is not supported"),
-                )
+                );
+                r.scope = Some(v.trim().to_owned());
+                r
             }),
         }
     }
@@ -262,7 +264,14 @@ pub fn validate(
             &head.mirrors,
             message,
         )
-        .map_err(|m| Rejection::new(Reason::HeaderMismatch, m.to_string()).with_id(message.id))?;
+        .map_err(|m| {
+            let reason = if m.missing_in_body {
+                Reason::InvalidParams
+            } else {
+                Reason::HeaderMismatch
+            };
+            Rejection::new(reason, m.to_string()).with_id(message.id)
+        })?;
         match (message.kind, message.method.as_deref()) {
             (MessageKind::Response, _) if version >= ProtocolVersion::V2026_07_28 => {
                 return Err(Rejection::new(

@@ -343,7 +343,7 @@ pub fn parse_body<'a>(
     let document = json::scan(body, options.scan).map_err(McpError::Json)?;
     let root = document.root();
     let (messages, batch) = match root.kind {
-        Kind::Object => (vec![message(&document, root)?], false),
+        Kind::Object => (vec![message(&document, root, version)?], false),
         Kind::Array => {
             if !options.allow_batches || !version.allows_batches() {
                 return Err(McpError::BatchNotAllowed);
@@ -357,7 +357,7 @@ pub fn parse_body<'a>(
             }
             let messages = elements
                 .into_iter()
-                .map(|n| message(&document, n))
+                .map(|n| message(&document, n, version))
                 .collect::<Result<Vec<_>, _>>()?;
             (messages, true)
         }
@@ -375,7 +375,11 @@ pub fn parse_body<'a>(
     })
 }
 
-fn message<'a>(doc: &Document<'a>, obj: Node) -> Result<Message<'a>, McpError> {
+fn message<'a>(
+    doc: &Document<'a>,
+    obj: Node,
+    version: ProtocolVersion,
+) -> Result<Message<'a>, McpError> {
     let invalid = |reason, id: Option<&str>| McpError::InvalidRequest {
         reason,
         id: id.map(str::to_owned),
@@ -445,7 +449,12 @@ fn message<'a>(doc: &Document<'a>, obj: Node) -> Result<Message<'a>, McpError> {
     let target = match method.as_ref() {
         "tools/call" => Target::Tool(required_string("name", "params.name must be a string")?),
         "prompts/get" => Target::Prompt(required_string("name", "params.name must be a string")?),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+        // A method the version does not define (resources/subscribe in
+        // 2026-07-28) is not read for its old params: whether it exists at
+        // all is decided first (404, -32601) by `head::validate`.
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe"
+            if is_known_method(version, &method) =>
+        {
             Target::Resource(required_string("uri", "params.uri must be a string")?)
         }
         _ => Target::None,

@@ -36,6 +36,10 @@ pub struct HeaderMismatch {
     pub header: String,
     /// What is wrong.
     pub problem: &'static str,
+    /// The body lacks what the header mirrors (a 2026-07-28 request without
+    /// `params._meta` protocol version): invalid params (-32602), not a
+    /// header mismatch.
+    pub missing_in_body: bool,
 }
 
 impl fmt::Display for HeaderMismatch {
@@ -59,6 +63,7 @@ pub fn check(
     let mismatch = |header: &str, problem| HeaderMismatch {
         header: header.to_owned(),
         problem,
+        missing_in_body: false,
     };
     let modern = version >= ProtocolVersion::V2026_07_28;
     // `_meta` names the version in 2026-07-28; the header must agree.
@@ -70,10 +75,13 @@ pub fn check(
             ));
         }
     } else if modern && message.kind == MessageKind::Request {
-        return Err(mismatch(
-            "MCP-Protocol-Version",
-            "has no params._meta protocolVersion to match",
-        ));
+        return Err(HeaderMismatch {
+            missing_in_body: true,
+            ..mismatch(
+                "MCP-Protocol-Version",
+                "has no params._meta protocolVersion to match",
+            )
+        });
     }
     match (&headers.method, message.method.as_deref()) {
         (Some(h), Some(m)) if h.as_str() == m => {}
@@ -112,6 +120,7 @@ pub fn check(
             return Err(HeaderMismatch {
                 header: format!("Mcp-Param-{name}"),
                 problem: "is malformed",
+                missing_in_body: false,
             });
         }
     }

@@ -287,6 +287,7 @@ impl ParamHeaders {
         let mismatch = |name: &str, problem| HeaderMismatch {
             header: format!("Mcp-Param-{name}"),
             problem,
+            missing_in_body: false,
         };
         if let Some((name, _)) = headers
             .iter()
@@ -430,6 +431,7 @@ pub fn check_call(
         KnownSchema::Invalid(_) => Err(HeaderMismatch {
             header: "Mcp-Param-*".into(),
             problem: "cannot be checked: the tool's x-mcp-header annotations are invalid",
+            missing_in_body: false,
         }),
         KnownSchema::Unknown if headers.is_empty() => Ok(CallCheck::Nothing),
         KnownSchema::Unknown => match unknown {
@@ -437,6 +439,7 @@ pub fn check_call(
             UnknownSchema::Refuse => Err(HeaderMismatch {
                 header: "Mcp-Param-*".into(),
                 problem: "cannot be checked yet: list the tools again, then retry",
+                missing_in_body: false,
             }),
         },
     }

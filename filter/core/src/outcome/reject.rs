@@ -25,7 +25,9 @@ pub enum Reason {
     InvalidRequest,
     /// The method's params lack what it requires (400, -32602).
     InvalidParams,
-    /// The `MCP-Protocol-Version` header names a version pqguard does not know (400).
+    /// The `MCP-Protocol-Version` header names a version pqguard does not
+    /// know (400, -32022 `UnsupportedProtocolVersion` with
+    /// `data: {supported, requested}`).
     UnsupportedProtocolVersion,
     /// A 2026-07-28 mirrored header (`Mcp-Method`, `Mcp-Name`,
     /// `Mcp-Param-*`, `MCP-Protocol-Version`) is missing, malformed or
@@ -91,7 +93,9 @@ pub struct Rejection {
     pub id: Option<String>,
     /// What exactly was wrong, for operators.
     pub detail: String,
-    /// For [`Reason::Forbidden`]: the scope whose absence caused it.
+    /// For [`Reason::Forbidden`]: the scope whose absence caused it; for
+    /// [`Reason::UnsupportedProtocolVersion`]: the version the request named
+    /// (both go to the client: `WWW-Authenticate`, the error's `data`).
     pub scope: Option<String>,
     /// Finer reason code for logs and metrics (e.g. the token error or the
     /// policy deny reason), when there is one.

@@ -11,6 +11,9 @@ pub const INVALID_REQUEST: i32 = -32600;
 pub const METHOD_NOT_FOUND: i32 = -32601;
 /// MCP 2026-07-28: a mirrored header disagrees with the body.
 pub const HEADER_MISMATCH: i32 = -32020;
+/// JSON-RPC error code of a protocol version the server does not support
+/// (MCP 2026-07-28 `UnsupportedProtocolVersion`).
+pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
 /// JSON-RPC 2.0: invalid method parameters.
 pub const INVALID_PARAMS: i32 = -32602;
 /// pqguard: no valid token (HTTP 401).
@@ -43,9 +46,11 @@ pub fn classify(reason: Reason) -> (u16, i32, &'static str) {
         Reason::ParseError => (400, PARSE_ERROR, "Parse error"),
         Reason::InvalidRequest => (400, INVALID_REQUEST, "Invalid request"),
         Reason::InvalidParams => (400, INVALID_PARAMS, "Invalid params"),
-        Reason::UnsupportedProtocolVersion => {
-            (400, INVALID_REQUEST, "Unsupported protocol version")
-        }
+        Reason::UnsupportedProtocolVersion => (
+            400,
+            UNSUPPORTED_PROTOCOL_VERSION,
+            "Unsupported protocol version",
+        ),
         Reason::HeaderMismatch => (400, HEADER_MISMATCH, "Header mismatch"),
         Reason::MethodNotFound => (404, METHOD_NOT_FOUND, "Method not found"),
         Reason::MethodNotAllowed => (405, INVALID_REQUEST, "Method not allowed"),
@@ -70,8 +75,22 @@ pub fn local_reply_with(rejection: &Rejection, resource_metadata: Option<&str>) 
     // `id` is raw JSON text that the strict scanner validated (a string with
     // quotes, or an integer), so it can be embedded as is.
     let id = rejection.id.as_deref().unwrap_or("null");
-    let body =
-        format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":"{message}"}}}}"#);
+    let data = match (rejection.reason, rejection.scope.as_deref()) {
+        (Reason::UnsupportedProtocolVersion, requested) => {
+            let supported: Vec<&str> = crate::inspect::mcp::ProtocolVersion::ALL
+                .iter()
+                .map(|v| v.as_str())
+                .collect();
+            format!(
+                r#","data":{}"#,
+                serde_json::json!({"supported": supported, "requested": requested})
+            )
+        }
+        _ => String::new(),
+    };
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":"{message}"{data}}}}}"#
+    );
     let mut headers = vec![
         ("content-type", "application/json".to_owned()),
         ("cache-control", "no-store".to_owned()),
