@@ -231,9 +231,13 @@ pub fn cluster_name() -> Option<String> {
     property(vec!["xds", "cluster_name"]).filter(|c| !c.is_empty())
 }
 
-/// Reads process-wide shared data: value and compare-and-swap token.
-pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-    hostcalls::get_shared_data(key).unwrap_or((None, None))
+/// Reads process-wide shared data: value and compare-and-swap token
+/// (`None`, `None` when absent; `Err` when the host fails).
+pub fn shared_get(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+    hostcalls::get_shared_data(key).map_err(|status| HostError {
+        call: "get shared data",
+        status,
+    })
 }
 
 /// Writes shared data if nobody changed it since `cas` was read.

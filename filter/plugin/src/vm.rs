@@ -16,7 +16,11 @@ pub struct SharedData;
 
 impl SharedStore for SharedData {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        host::shared_get(key)
+        host::shared_get(key).unwrap_or((None, None))
+    }
+
+    fn read(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String> {
+        host::shared_get(key).map_err(|e| e.to_string())
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String> {

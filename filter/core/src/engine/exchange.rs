@@ -1019,7 +1019,15 @@ impl Exchange {
                 "pqguard: identity state not stored (shared data failing or contended); decided on the state read",
             );
         }
-        self.flagged = update.state.is_flagged(now);
+        // A state that cannot be read may hide a flag: fail closed, the
+        // identity counts as flagged for this request.
+        self.flagged = update.unreadable || update.state.is_flagged(now);
+        if update.unreadable {
+            out.log(
+                Level::Warn,
+                "pqguard: identity state unreadable (shared data failing); the identity counts as flagged",
+            );
+        }
         if !update.out {
             return Ok(());
         }

@@ -25,6 +25,12 @@ pub trait SharedStore {
     /// The value under `key` and its version (`None`, `None` when absent
     /// or unreadable).
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Like [`SharedStore::get`], but a store that fails says so (`Err`)
+    /// instead of looking empty: what must not be mistaken for "nothing
+    /// stored" (an identity's flag) is read with this.
+    fn read(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String> {
+        Ok(self.get(key))
+    }
     /// Stores `value` if the version is still `cas` (`None`: always).
     /// `Ok(false)`: somebody changed it since; read again and retry.
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String>;
@@ -89,6 +95,10 @@ pub struct IdentityUpdate<T> {
     pub state: IdentityState,
     /// Whether the change was stored for the other workers.
     pub stored: bool,
+    /// The stored state could not be read: `state` is the change applied to
+    /// a blank state, nothing was written (a blank write-back would erase
+    /// a flag), and the caller must treat the identity as unknown.
+    pub unreadable: bool,
 }
 
 /// Reads, changes and writes one identity's state with compare-and-swap,
@@ -107,7 +117,19 @@ pub fn update_identity<T>(
 ) -> IdentityUpdate<T> {
     let mut last = None;
     for _ in 0..CAS_ATTEMPTS {
-        let (bytes, cas) = store.get(key);
+        let (bytes, cas) = match store.read(key) {
+            Ok(read) => read,
+            Err(_) => {
+                let mut state = IdentityState::default();
+                let out = change(&mut state);
+                return IdentityUpdate {
+                    out,
+                    state,
+                    stored: false,
+                    unreadable: true,
+                };
+            }
+        };
         let mut state = bytes
             .as_deref()
             .map(IdentityState::decode)
@@ -120,6 +142,7 @@ pub fn update_identity<T>(
                 out,
                 state,
                 stored: true,
+                unreadable: false,
             };
         }
         match store.set(key, &encoded, cas) {
@@ -128,6 +151,7 @@ pub fn update_identity<T>(
                     out,
                     state,
                     stored: true,
+                    unreadable: false,
                 }
             }
             Ok(false) => last = Some((out, state)),
@@ -136,6 +160,7 @@ pub fn update_identity<T>(
                     out,
                     state,
                     stored: false,
+                    unreadable: false,
                 }
             }
         }
@@ -145,6 +170,7 @@ pub fn update_identity<T>(
             out,
             state,
             stored: false,
+            unreadable: false,
         },
         // Unreachable with CAS_ATTEMPTS > 0; apply once more to stay total.
         None => {
@@ -154,6 +180,7 @@ pub fn update_identity<T>(
                 out,
                 state,
                 stored: false,
+                unreadable: false,
             }
         }
     }

@@ -1340,6 +1340,56 @@ fn a_token_without_sub_is_still_tracked_for_downgrades() {
     assert_eq!(o.out.counted("pqguard.downgrade_attempts"), 1);
 }
 
+/// A store whose reads fail for identity keys (writes work), the way a
+/// host's error once looked: `get` sees nothing, `read` says it failed.
+struct Unreadable(MemoryStore);
+
+impl SharedStore for Unreadable {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        if key.starts_with(crate::threat::SHARED_KEY_PREFIX) {
+            return (None, None);
+        }
+        self.0.get(key)
+    }
+    fn read(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String> {
+        if key.starts_with(crate::threat::SHARED_KEY_PREFIX) {
+            return Err("shared data unreadable".into());
+        }
+        Ok(self.0.get(key))
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String> {
+        self.0.set(key, value, cas)
+    }
+    fn create(&self, key: &str, value: &[u8]) -> Result<bool, String> {
+        self.0.create(key, value)
+    }
+}
+
+#[test]
+fn an_unreadable_identity_state_is_never_erased_and_counts_as_flagged() {
+    let mut p = policy(true);
+    p.config["policy"]["rules"][2]["when"]["not_flagged"] = json!(true);
+    let memory = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &memory);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    // A downgrade flags alice.
+    assert!(send(&mut w, &memory, &Req::call("f-1", "echo").bearer(&t)).forwarded);
+    let classical = Req::call("f-2", "echo").bearer(&t).over(Some(CLASSICAL));
+    assert_eq!(send(&mut w, &memory, &classical).status(), Some(403));
+    let key = format!(
+        "{}jwt:{}:{ISS}|alice",
+        crate::threat::SHARED_KEY_PREFIX,
+        ISS.len()
+    );
+    let flagged = memory.get(&key).0.expect("stored");
+    // The store cannot be read: the request is refused as flagged, and the
+    // stored flag is left as it was.
+    let broken = Unreadable(memory);
+    let o = send(&mut w, &broken, &Req::call("f-3", "echo").bearer(&t));
+    assert_eq!(o.status(), Some(403), "{}", o.record());
+    assert_eq!(broken.0.get(&key).0, Some(flagged));
+}
+
 #[test]
 fn a_downgrade_is_detected_even_when_the_shared_state_cannot_be_written() {
     let p = policy(true);
