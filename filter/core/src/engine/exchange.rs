@@ -622,10 +622,23 @@ impl Exchange {
             let record = self.record().with_inspected(&inspected);
             return self.refuse_with(w, out, record, rejection);
         }
-        if let (false, Some(m)) = (inspected.batch, inspected.messages.first()) {
-            if let (Some("tools/list"), Some(id)) = (m.method.as_deref(), m.id) {
-                self.answer = Answer::ToolsList(id.to_owned());
+        // The answer to a tools/list is read, alone or in a batch
+        // (2025-03-26): one per request, so that no list passes unread.
+        let mut lists = inspected
+            .messages
+            .iter()
+            .filter(|m| m.method.as_deref() == Some("tools/list"))
+            .filter_map(|m| m.id);
+        if let Some(id) = lists.next() {
+            if lists.next().is_some() {
+                let r = Rejection::new(
+                    Reason::InvalidRequest,
+                    "a batch with more than one tools/list (each answer is read and filtered: send them apart)",
+                );
+                let record = self.record().with_inspected(&inspected);
+                return self.refuse_with(w, out, record, r);
             }
+            self.answer = Answer::ToolsList(id.to_owned());
         }
         let action = self.forward(w, out, |me| me.record().with_inspected(&inspected));
         if matches!(self.answer, Answer::ToolsList(_)) {

@@ -1093,6 +1093,38 @@ fn a_list_filtered_per_caller_is_never_left_for_a_shared_cache() {
 }
 
 #[test]
+fn a_tools_list_in_a_batch_is_read_and_filtered_too() {
+    let p = policy(false);
+    let store = MemoryStore::new();
+    let mut w = worker(p.config.clone(), &store);
+    let t = token(&p.pq, "alice", "tools:call", 300);
+    let batch = r#"[{"jsonrpc":"2.0","id":"b-0","method":"tools/call","params":{"name":"echo","arguments":{}}},{"jsonrpc":"2.0","id":"l-1","method":"tools/list"}]"#;
+    let req = Req::post(batch)
+        .bearer(&t)
+        .header("mcp-protocol-version", "2025-03-26")
+        .over(Some(CLASSICAL));
+    let mut o = send(&mut w, &store, &req);
+    assert!(o.forwarded, "{:?}", o.reply);
+    let answer_batch = format!(r#"[{{"jsonrpc":"2.0","id":"b-0","result":{{}}}},{TOOLS}]"#);
+    let got = answer(&mut w, &store, &mut o, &answer_batch).expect("filtered");
+    let v: Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(v[0]["id"], "b-0", "the rest of the batch is kept");
+    let names: Vec<&str> = v[1]["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["echo"]);
+    // Two lists in one batch: refused, never half read.
+    let two = r#"[{"jsonrpc":"2.0","id":"l-1","method":"tools/list"},{"jsonrpc":"2.0","id":"l-2","method":"tools/list"}]"#;
+    let req = Req::post(two)
+        .bearer(&t)
+        .header("mcp-protocol-version", "2025-03-26");
+    assert_eq!(send(&mut w, &store, &req).status(), Some(400));
+}
+
+#[test]
 fn tools_list_shows_each_caller_only_what_it_may_call() {
     let p = policy(false);
     let store = MemoryStore::new();

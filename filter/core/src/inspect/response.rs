@@ -73,6 +73,9 @@ pub struct ToolsListBody {
     answer_event: usize,
     /// The answer itself.
     pub answer: ToolsListAnswer,
+    /// When the answer came in a batch (a JSON array, 2025-03-26): the
+    /// array and the answer's place in it.
+    batch: Option<(Vec<Value>, usize)>,
 }
 
 impl ToolsListBody {
@@ -87,12 +90,16 @@ impl ToolsListBody {
     ) -> Result<Self, ResponseError> {
         let want: Value = serde_json::from_str(request_id).map_err(|_| ResponseError::NoAnswer)?;
         match format {
-            ResponseFormat::Json => Ok(Self {
-                format,
-                events: Vec::new(),
-                answer_event: 0,
-                answer: answer_for(body, &want)?.ok_or(ResponseError::NoAnswer)?,
-            }),
+            ResponseFormat::Json => {
+                let (answer, batch) = answer_for(body, &want)?.ok_or(ResponseError::NoAnswer)?;
+                Ok(Self {
+                    format,
+                    events: Vec::new(),
+                    answer_event: 0,
+                    answer,
+                    batch,
+                })
+            }
             ResponseFormat::EventStream => {
                 let mut parser = SseParser::new(max_event_bytes);
                 let mut events = parser.push(body).map_err(ResponseError::Sse)?;
@@ -104,13 +111,28 @@ impl ToolsListBody {
                         break;
                     }
                 }
-                let (answer_event, answer) = found.ok_or(ResponseError::NoAnswer)?;
+                let (answer_event, (answer, batch)) = found.ok_or(ResponseError::NoAnswer)?;
                 Ok(Self {
                     format,
                     events,
                     answer_event,
                     answer,
+                    batch,
                 })
+            }
+        }
+    }
+
+    /// The answer's message, or the batch holding it, as compact JSON.
+    fn answer_bytes(&self) -> Vec<u8> {
+        match &self.batch {
+            None => self.answer.to_bytes(),
+            Some((items, at)) => {
+                let mut items = items.clone();
+                if let Some(slot) = items.get_mut(*at) {
+                    *slot = self.answer.message().clone();
+                }
+                serde_json::to_vec(&items).unwrap_or_default()
             }
         }
     }
@@ -118,13 +140,13 @@ impl ToolsListBody {
     /// The body with the (possibly rewritten) answer, in the same format.
     pub fn to_bytes(&self) -> Vec<u8> {
         match self.format {
-            ResponseFormat::Json => self.answer.to_bytes(),
+            ResponseFormat::Json => self.answer_bytes(),
             ResponseFormat::EventStream => {
                 let mut out = Vec::new();
                 for (i, event) in self.events.iter().enumerate() {
                     if i == self.answer_event {
                         let rewritten = Event {
-                            data: self.answer.to_bytes(),
+                            data: self.answer_bytes(),
                             ..event.clone()
                         };
                         rewritten.serialize_into(&mut out);
@@ -138,18 +160,31 @@ impl ToolsListBody {
     }
 }
 
-/// The `tools/list` answer in `data` if it is the response to `want`.
-/// Messages that are not JSON objects with a matching id are skipped
-/// (notifications, progress); a matching one must be a valid answer.
-fn answer_for(data: &[u8], want: &Value) -> Result<Option<ToolsListAnswer>, ResponseError> {
+/// An answer and, when it came in a batch, the batch and its place there.
+type Found = (ToolsListAnswer, Option<(Vec<Value>, usize)>);
+
+/// The `tools/list` answer in `data` if it is the response to `want`, alone
+/// or as an element of a batch (a JSON array). Messages that are not JSON
+/// objects with a matching id are skipped (notifications, progress); a
+/// matching one must be a valid answer.
+fn answer_for(data: &[u8], want: &Value) -> Result<Option<Found>, ResponseError> {
     let Ok(message) = serde_json::from_slice::<Value>(data) else {
         return Ok(None);
     };
-    if message.get("id") != Some(want) || message.get("method").is_some() {
+    let answers = |m: &Value| m.get("id") == Some(want) && m.get("method").is_none();
+    if let Value::Array(items) = message {
+        let Some(at) = items.iter().position(answers) else {
+            return Ok(None);
+        };
+        let element = serde_json::to_vec(&items[at]).map_err(|_| ResponseError::NoAnswer)?;
+        let answer = ToolsListAnswer::parse(&element).map_err(ResponseError::Tools)?;
+        return Ok(Some((answer, Some((items, at)))));
+    }
+    if !answers(&message) {
         return Ok(None);
     }
     ToolsListAnswer::parse(data)
-        .map(Some)
+        .map(|a| Some((a, None)))
         .map_err(ResponseError::Tools)
 }
 

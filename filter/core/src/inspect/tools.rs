@@ -191,6 +191,11 @@ impl ToolsListAnswer {
         }
     }
 
+    /// The (possibly rewritten) message.
+    pub fn message(&self) -> &Value {
+        &self.message
+    }
+
     /// The (possibly rewritten) message as compact JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.message).unwrap_or_default()
