@@ -27,7 +27,7 @@ import httpx
 import pytest
 from conftest import start_extra_topology
 from harness import Topology, wait_until
-from harness.binding import PROOF_HEADER, TICKET_HEADER, Binding, BindingClient, b64e, thumbprint
+from harness.binding import PROOF_HEADER, TICKET_HEADER, Binding, BindingClient, b64d, b64e, thumbprint
 from harness.calls import modern_headers, modern_message, unique
 from harness.mcp_session import connect
 from harness.ports import free_ports
@@ -266,6 +266,48 @@ def test_an_ml_kem_confirmation_where_no_binding_is_configured_is_refused(
     refused, _ = call(no_binding_edge, token)
     assert refused.status_code == 401, refused.text
     assert records_with(no_binding_edge, "cnf_unsupported")
+
+
+def bucket_of(proof: str) -> int:
+    """The replay bucket of a proof, as the README gives it: the first two bytes of its MAC, modulo 4096."""
+    mac = b64d(dict(p.split("=", 1) for p in proof.split(", "))["mac"])
+    return int.from_bytes(mac[:2], "big") % 4096
+
+
+def test_one_binding_cannot_flood_the_replay_set_and_a_full_set_answers_503(
+        request: pytest.FixtureRequest, keys: Keys) -> None:
+    """A flooding binding gets 429 beyond its quota (per worker: seven proofs on two workers with a
+    quota of three); a replay set with no room answers 503; both with Retry-After, and neither request
+    reaches the server."""
+    cfg = config(keys, ("b1", SECRET_1))
+    cfg["binding"].update(replay_per_binding=3, replay_capacity=1)
+    topo = start_extra_topology(request, cfg, label="the small replay set topology")
+    client = BindingClient()
+    token = keys.confirmed(client, "max")
+    with httpx.Client(trust_env=False, timeout=30) as http:
+        binding = client.bind(http, origin(topo), token)
+    # Room for one live proof per bucket: two proofs in one bucket, the second finds it full.
+    first, proof = call(topo, token, binding=binding)
+    assert first.status_code == 200, first.text
+    target = bucket_of(proof)
+    path, body, headers = SENT[proof]
+    for _ in range(200_000):
+        twin = binding.proof("POST", path, body, token, authority=authority(topo), headers=headers)
+        if bucket_of(twin) == target:
+            break
+    else:
+        pytest.fail("no proof fell in the same bucket")
+    with httpx.Client(trust_env=False, timeout=30) as http:
+        full = http.post(origin(topo) + path, content=body, headers={**headers, PROOF_HEADER: twin})
+    assert full.status_code == 503 and int(full.headers["retry-after"]) >= 1, (full.status_code, full.text)
+    assert records_with(topo, "binding_busy")
+    # Quota: seven proofs on two workers with three each: at least one 429.
+    statuses = [call(topo, token, binding=binding)[0] for _ in range(7)]
+    limited = [r for r in statuses if r.status_code == 429]
+    assert limited, [r.status_code for r in statuses]
+    assert all(int(r.headers["retry-after"]) >= 1 for r in limited)
+    assert {r.status_code for r in statuses} <= {200, 429, 503}, [r.status_code for r in statuses]
+    assert records_with(topo, "binding_quota")
 
 
 def test_get_and_delete_can_demand_a_binding(edge: Topology, keys: Keys) -> None:
