@@ -187,11 +187,12 @@ fn the_refusal_table_gets_its_status_and_json_rpc_error_and_nothing_is_forwarded
             "unsupported_content_encoding",
         ),
         (
+            // MCP 2026-07-28's UnsupportedProtocolVersion, with the request's id.
             "unknown version",
             Request::mcp(LIST).header("mcp-protocol-version", "1999-01-01"),
             400,
-            -32600,
-            null.clone(),
+            -32022,
+            json!("l-1"),
             "unsupported_protocol_version",
         ),
         (
